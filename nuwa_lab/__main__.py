@@ -1,0 +1,43 @@
+"""The command line: `python -m nuwa_lab COMMAND ...` (`--help` lists the commands).
+
+Each command lives beside the code it drives, in a module with `add_arguments(parser)` and
+`run(args) -> int`; this file only maps names to those modules, imported when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "world": ("nuwa_lab.world.cli", "the Shapes World: preview a grid of samples, measure the rate"),
+    "bench": ("nuwa_lab.bench", "speed benchmarks, as ratios measured in one process"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m nuwa_lab",
+        description="nuwa_lab: NÜWA rebuilt small enough for a laptop CPU.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    return int(importlib.import_module(args._module).run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

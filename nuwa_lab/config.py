@@ -1,0 +1,310 @@
+"""Configuration: one frozen dataclass per component, composed into one `Config`, with presets.
+
+Sizes are first-class (nanoGPT's habit): a preset names a whole, consistent set of sizes.
+
+| preset | where | budget |
+|---|---|---|
+| smoke | CI and tests | every notebook in seconds; numbers meaningless, code paths all real |
+| tiny  | a laptop CPU (the default) | the whole pipeline within 45 min on 2 cores |
+| base  | a workstation or one GPU | hours on CPU, minutes on a GPU |
+| paper | documented only | the paper's sizes (1280 wide, 12+24 layers, 21x21 tokens, 10 frames) |
+
+    cfg = make_config("tiny", **{"model.dim": 128, "train.steps": 500})
+    cfg = make_config("smoke", model__dim=32)  # "__" works where a dot cannot be typed
+
+An unknown preset or key raises a ValueError listing the valid ones. Each component reads only its own
+section (`cfg.world`, `cfg.tokenizer`, ...); `cfg.device` and `cfg.seed` are shared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import Any
+
+PRESETS = ("smoke", "tiny", "base", "paper")
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """The Shapes World: what scenes contain and how they are split."""
+
+    image_size: int = 32  # pixels per side
+    frames: int = 4  # frames per video
+    max_objects: int = 1  # objects per scene: 1..max_objects
+    shapes: tuple[str, ...] = ("circle", "square", "triangle", "diamond")
+    colours: tuple[str, ...] = ("red", "green", "blue", "yellow", "magenta", "cyan")
+    sizes: tuple[str, ...] = ("small", "large")
+    directions: tuple[str, ...] = ("left", "right", "up", "down")
+    speed: float = 2.0  # pixels moved per frame
+    # (shape, colour) pairs that never appear in the train split: compositional generalisation.
+    held_out: tuple[tuple[str, str], ...] = (
+        ("circle", "red"),
+        ("square", "green"),
+        ("triangle", "blue"),
+        ("diamond", "yellow"),
+    )
+    split_sizes: tuple[int, int, int] = (1_000_000, 10_000, 10_000)  # train, val, test seeds
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """Word-level caption tokenizer."""
+
+    max_length: int = 16  # tokens per caption, <bos> and <eos> included
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """VQ-GAN / VQ-VAE / VQ-GAN-Seg (NÜWA §3.1, taming-transformers)."""
+
+    kind: str = "vqgan"  # vqgan | vqvae
+    downsample: int = 4  # image side / token grid side: 4 or 8
+    channels: int = 64  # width of the first conv stage
+    channel_mult: tuple[int, ...] = (1, 2)  # one entry per stage; stages = log2(downsample) + 1
+    res_blocks: int = 1  # residual blocks per stage
+    codebook_size: int = 256  # K, the number of codes
+    code_dim: int = 32  # d_z, the width of a code
+    beta: float = 0.25  # commitment weight
+    ema: bool = True  # EMA codebook updates instead of the codebook loss
+    ema_decay: float = 0.99
+    dead_code_threshold: float = 1e-3  # restart codes whose EMA usage falls below this
+    perceptual_weight: float = 0.1
+    gan_weight: float = 0.1
+    disc_start: int = 1000  # step at which the discriminator loss switches on
+    disc_channels: int = 32
+    seg_codebook_size: int = 64  # VQ-GAN-Seg codebook
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 2e-4
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """The probe that reads attributes back, and the segmenter (the lab's CLIPSIM / Detected PA)."""
+
+    channels: int = 32
+    steps: int = 1500
+    batch_size: int = 64
+    lr: float = 2e-3
+    seg_steps: int = 800
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The NÜWA 3D encoder-decoder (NÜWA §3.2)."""
+
+    dim: int = 128  # d, the model width
+    heads: int = 4
+    enc_layers: int = 2
+    dec_layers: int = 4
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+    attention: str = "nearby"  # self-attention pattern: full, axial, block, nearby
+    cross_attention: str = "nearby"  # to visual conditions; text conditions are always full
+    extent: tuple[int, int, int] = (1, 1, 1)  # nearby half-widths (e^t, e^h, e^w)
+    block: tuple[int, int, int] = (1, 4, 4)  # block sizes (b^t, b^h, b^w)
+    causal_rule: str = "raster"  # raster | quadrant
+    border: str = "truncate"  # truncate | shift
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The shared training loop."""
+
+    steps: int = 2000
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    log_every: int = 50
+    ckpt_every: int = 500
+    task_mix: tuple[tuple[str, float], ...] = (("t2i", 1.0), ("v2v", 1.0), ("t2v", 1.0))
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """Sampling: raster order, temperature, top-k, top-p."""
+
+    temperature: float = 1.0
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1.0 = off
+    batch_size: int = 16
+    num_eval: int = 64  # samples generated per evaluation
+
+
+@dataclass(frozen=True)
+class Config:
+    preset: str = "tiny"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    world: WorldConfig = field(default_factory=WorldConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+
+def _preset_overrides(preset: str) -> dict[str, Any]:
+    """Dotted-key overrides that turn the defaults (= tiny) into each preset."""
+    if preset == "tiny":
+        return {}
+    if preset == "smoke":
+        return {
+            "world.image_size": 16,
+            "world.frames": 2,
+            "world.split_sizes": (1000, 64, 64),
+            "tokenizer.channels": 16,
+            "tokenizer.channel_mult": (1, 1),
+            "tokenizer.codebook_size": 32,
+            "tokenizer.code_dim": 8,
+            "tokenizer.disc_channels": 8,
+            "tokenizer.disc_start": 2,
+            "tokenizer.seg_codebook_size": 16,
+            "tokenizer.steps": 4,
+            "tokenizer.batch_size": 4,
+            "probe.channels": 8,
+            "probe.steps": 4,
+            "probe.seg_steps": 4,
+            "probe.batch_size": 8,
+            "model.dim": 32,
+            "model.heads": 2,
+            "model.enc_layers": 1,
+            "model.dec_layers": 1,
+            "model.block": (1, 2, 2),
+            "train.steps": 4,
+            "train.batch_size": 4,
+            "train.warmup": 1,
+            "train.log_every": 1,
+            "train.ckpt_every": 2,
+            "sample.batch_size": 2,
+            "sample.num_eval": 2,
+        }
+    if preset == "base":
+        return {
+            "world.image_size": 64,
+            "world.frames": 8,
+            "world.max_objects": 2,
+            "world.split_sizes": (10_000_000, 20_000, 20_000),
+            "text.max_length": 24,
+            "tokenizer.downsample": 8,
+            "tokenizer.channels": 128,
+            "tokenizer.channel_mult": (1, 2, 2, 4),
+            "tokenizer.res_blocks": 2,
+            "tokenizer.codebook_size": 1024,
+            "tokenizer.code_dim": 64,
+            "tokenizer.disc_start": 10_000,
+            "tokenizer.steps": 40_000,
+            "probe.channels": 64,
+            "probe.steps": 8000,
+            "model.dim": 512,
+            "model.heads": 8,
+            "model.enc_layers": 6,
+            "model.dec_layers": 12,
+            "model.extent": (2, 2, 2),
+            "train.steps": 100_000,
+            "train.batch_size": 64,
+            "train.lr": 5e-4,
+            "train.warmup": 2000,
+        }
+    if preset == "paper":
+        # NÜWA: 1280 wide, 20 heads, 12 encoder + 24 decoder layers, 336x336 images at 16x
+        # compression = 21x21 tokens, 10 frames, codebook 12,288, extents (3,3,3) for video.
+        return {
+            "world.image_size": 336,
+            "world.frames": 10,
+            "world.max_objects": 3,
+            "text.max_length": 77,
+            "tokenizer.downsample": 16,
+            "tokenizer.channels": 128,
+            "tokenizer.channel_mult": (1, 1, 2, 2, 4),
+            "tokenizer.res_blocks": 2,
+            "tokenizer.codebook_size": 12_288,
+            "tokenizer.code_dim": 256,
+            "model.dim": 1280,
+            "model.heads": 20,
+            "model.enc_layers": 12,
+            "model.dec_layers": 24,
+            "model.extent": (3, 3, 3),
+            "train.batch_size": 128,
+        }
+    raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+
+
+def _valid_keys(obj: Any, prefix: str = "") -> list[str]:
+    keys = []
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if is_dataclass(value):
+            keys += _valid_keys(value, prefix + f.name + ".")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _coerce(old: Any, new: Any, key: str) -> Any:
+    """Lists from YAML / papermill become tuples where the default is a tuple."""
+    if isinstance(old, tuple) and isinstance(new, list):
+        return tuple(tuple(v) if isinstance(v, list) else v for v in new)
+    if isinstance(old, float) and isinstance(new, int) and not isinstance(new, bool):
+        return float(new)
+    return new
+
+
+def _set(obj: Any, parts: list[str], value: Any, key: str) -> Any:
+    name = parts[0]
+    current = getattr(obj, name)
+    if len(parts) == 1:
+        return replace(obj, **{name: _coerce(current, value, key)})
+    return replace(obj, **{name: _set(current, parts[1:], value, key)})
+
+
+def make_config(preset: str = "tiny", **overrides: Any) -> Config:
+    """The config of `preset` with `overrides` applied ("model.dim" or "model__dim" keys)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+    cfg = Config(preset=preset)
+    valid = set(_valid_keys(cfg))
+    merged = {**_preset_overrides(preset), **{k.replace("__", "."): v for k, v in overrides.items()}}
+    for key, value in merged.items():
+        if key not in valid:
+            raise ValueError(
+                f"unknown config key {key!r}; valid keys: {', '.join(sorted(valid - {'preset'}))}"
+            )
+        cfg = _set(cfg, key.split("."), value, key)
+    return cfg
+
+
+def config_hash(*parts: Any, length: int = 12) -> str:
+    """A stable short hash of dataclasses / plain values (used to key cached artifacts)."""
+
+    def plain(x: Any) -> Any:
+        if is_dataclass(x):
+            return {f.name: plain(getattr(x, f.name)) for f in fields(x)}
+        if isinstance(x, (list, tuple)):
+            return [plain(v) for v in x]
+        if isinstance(x, dict):
+            return {str(k): plain(v) for k, v in sorted(x.items())}
+        return x
+
+    text = json.dumps([plain(p) for p in parts], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def resolve_device(device: str = "auto"):
+    """`"auto"` picks CUDA when present, else the CPU; anything else is passed to torch.device."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def as_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-friendly dict of a config (for metrics.json and run folders)."""
+    return dataclasses.asdict(cfg)

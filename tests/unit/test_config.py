@@ -1,0 +1,70 @@
+"""Presets compose per-component configs; overrides use dotted keys; typos are errors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from nuwa_lab.config import PRESETS, config_hash, make_config, resolve_device
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_builds_and_records_its_name(preset: str) -> None:
+    cfg = make_config(preset)
+    assert cfg.preset == preset
+
+
+def test_presets_grow_from_smoke_to_paper() -> None:
+    dims = [make_config(p).model.dim for p in PRESETS]
+    assert dims == sorted(dims) and dims[0] < dims[-1]
+    assert make_config("paper").model.dim == 1280
+    assert (make_config("paper").model.enc_layers, make_config("paper").model.dec_layers) == (12, 24)
+
+
+def test_dotted_and_double_underscore_overrides_are_the_same() -> None:
+    a = make_config("smoke", **{"model.dim": 48, "train.steps": 7})
+    b = make_config("smoke", model__dim=48, train__steps=7)
+    assert a == b and a.model.dim == 48 and a.train.steps == 7
+
+
+def test_override_beats_preset_value() -> None:
+    assert make_config("smoke").world.image_size == 16
+    assert make_config("smoke", **{"world.image_size": 24}).world.image_size == 24
+
+
+def test_lists_from_yaml_become_tuples() -> None:
+    cfg = make_config("tiny", **{"model.extent": [2, 1, 1]})
+    assert cfg.model.extent == (2, 1, 1)
+
+
+def test_unknown_key_lists_valid_keys() -> None:
+    with pytest.raises(ValueError, match=r"unknown config key 'model\.dimm'.*model\.dim"):
+        make_config("tiny", **{"model.dimm": 3})
+
+
+def test_unknown_preset_lists_valid_presets() -> None:
+    with pytest.raises(ValueError, match="unknown preset 'huge'.*smoke, tiny, base, paper"):
+        make_config("huge")
+
+
+def test_configs_are_frozen() -> None:
+    cfg = make_config("tiny")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.model.dim = 3  # type: ignore[misc]
+
+
+def test_config_hash_changes_with_the_config_and_only_then() -> None:
+    a, b = make_config("smoke"), make_config("smoke")
+    assert config_hash(a.tokenizer) == config_hash(b.tokenizer)
+    c = make_config("smoke", **{"tokenizer.codebook_size": 64})
+    assert config_hash(a.tokenizer) != config_hash(c.tokenizer)
+    assert config_hash(a.world) == config_hash(c.world)
+
+
+def test_auto_device_is_cpu_without_cuda() -> None:
+    import torch
+
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device("cpu").type == "cpu"
