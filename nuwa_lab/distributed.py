@@ -1,0 +1,185 @@
+"""Data-parallel helpers for the training loop: torch.distributed under `torchrun`.
+
+Data parallelism splits every global batch of b samples into `world_size` equal shards of
+b / world_size, one per process (rank). Each rank computes the gradient of its shard's mean loss;
+the average of those gradients over ranks is the gradient of the global batch's mean loss, so every
+rank takes the same optimizer step and the parameters stay identical, equal (to float rounding) to
+one process training on the whole global batch.
+
+| symbol | code | meaning |
+|---|---|---|
+| R | `world_size` | number of processes |
+| r | `rank` | this process, 0..R-1; rank 0 writes checkpoints and shows progress |
+| g_r | `p.grad` on rank r | gradient of rank r's shard mean loss |
+| g | `average_gradients` | (1/R) sum_r g_r, the gradient of the global batch mean loss |
+
+Launch: `torchrun --nproc_per_node 2 --standalone script.py` (or `python -m torch.distributed.run`)
+sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; `setup` reads them. Backend: gloo on
+the CPU, NCCL on CUDA. Without WORLD_SIZE > 1 everything here is a no-op for one process.
+
+Buffers (batch-norm statistics, EMA codebooks) are not gradients: `sync_buffers` averages the
+floating-point ones after every step. For statistics that are linear in the batch (an EMA of sums
+and counts) the average over equal shards is exactly the single-process update.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits in a data-parallel run."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def env_world_size() -> int:
+    """WORLD_SIZE as set by torchrun (1 when not launched by it)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def setup(device: torch.device) -> tuple[DistInfo, torch.device]:
+    """Join the process group described by torchrun's env vars; return (info, this rank's device).
+
+    Idempotent: an already initialised group is reused. With one process nothing is initialised.
+    On CUDA each rank takes device cuda:LOCAL_RANK.
+    """
+    if dist.is_available() and dist.is_initialized():
+        info = DistInfo(dist.get_rank(), dist.get_world_size(), _local_rank())
+    elif env_world_size() > 1:
+        if not dist.is_available():
+            raise RuntimeError(
+                f"WORLD_SIZE={env_world_size()} but this torch build has no torch.distributed; "
+                "run with one process or install a torch build with distributed support"
+            )
+        missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+        if missing:
+            raise RuntimeError(
+                f"WORLD_SIZE={env_world_size()} but {', '.join(missing)} not set; launch with "
+                "`torchrun --nproc_per_node N script.py`, which sets them"
+            )
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(_local_rank())
+        dist.init_process_group(backend=backend)
+        atexit.register(shutdown)
+        info = DistInfo(dist.get_rank(), dist.get_world_size(), _local_rank())
+    else:
+        return DistInfo(), device
+    if device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+    return info, device
+
+
+def shutdown() -> None:
+    """Leave the process group (registered at exit by `setup` when it initialised one)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")))
+
+
+def rank_slice(n: int, rank: int, world_size: int) -> slice:
+    """The contiguous shard of a global batch of `n` items that `rank` trains on.
+
+    `global_batch[rank_slice(len(global_batch), rank, world_size)]`; n must divide evenly so that
+    the average of the shard means equals the global mean.
+    """
+    if n % world_size:
+        raise ValueError(
+            f"global batch of {n} does not split into {world_size} equal shards; choose a batch "
+            f"size divisible by the number of processes (e.g. {n - n % world_size or world_size})"
+        )
+    size = n // world_size
+    return slice(rank * size, (rank + 1) * size)
+
+
+def all_reduce_sum(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """The sum of `x` over ranks (in place; `x` itself with one process)."""
+    if info.enabled:
+        dist.all_reduce(x, op=dist.ReduceOp.SUM)
+    return x
+
+
+def average_gradients(params: Iterable[nn.Parameter], info: DistInfo) -> None:
+    """Replace every `p.grad` by its mean over ranks (one flat all-reduce).
+
+    A parameter without a gradient on some ranks (an unused branch) counts as a zero gradient there;
+    one that has none on any rank keeps `grad = None`, as in a single process.
+    """
+    if not info.enabled:
+        return
+    params = list(params)
+    if not params:
+        return
+    device = params[0].device
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=device)
+    dist.all_reduce(has, op=dist.ReduceOp.SUM)
+    live = [p for p, h in zip(params, has.tolist(), strict=True) if h > 0]
+    for p in live:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    if not live:
+        return
+    flat = torch.cat([p.grad.reshape(-1).float() for p in live])  # (sum of numels,)
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= info.world_size
+    offset = 0
+    for p in live:
+        n = p.grad.numel()
+        p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+        offset += n
+
+
+def broadcast_modules(modules: Iterable[nn.Module], info: DistInfo) -> None:
+    """Copy rank 0's parameters and buffers to every rank (so all ranks start identical)."""
+    if not info.enabled:
+        return
+    for module in modules:
+        for t in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(t.data, src=0)
+
+
+def sync_buffers(modules: Iterable[nn.Module], info: DistInfo) -> None:
+    """Average floating-point buffers over ranks; copy the others (counters) from rank 0."""
+    if not info.enabled:
+        return
+    floats, others = [], []
+    for module in modules:
+        for b in module.buffers():
+            (floats if b.is_floating_point() else others).append(b)
+    if floats:
+        flat = torch.cat([b.reshape(-1).float() for b in floats])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        flat /= info.world_size
+        offset = 0
+        for b in floats:
+            b.copy_(flat[offset : offset + b.numel()].view_as(b))
+            offset += b.numel()
+    for b in others:
+        dist.broadcast(b, src=0)
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
