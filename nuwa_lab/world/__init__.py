@@ -1,0 +1,45 @@
+"""The Shapes World: procedural scenes with ground truth, captions, text tokens and task data sets.
+
+    from nuwa_lab.world import ShapesWorld, TextTokenizer, TaskDataset
+    world = ShapesWorld(cfg.world)
+    batch = world.images(world.seeds("train")[:64])  # pixels (64, 3, H, W), sketch, ...
+
+Modules: world.py (scenes, splits, the types), render.py (the vectorised rasteriser), captions.py
+(the grammar), manipulation.py (TI2I / TV2V pairs), text.py (the word tokenizer), datasets.py (the
+eight tasks, real-data folders), cli.py (`python -m nuwa_lab world`).
+"""
+
+from nuwa_lab.world.captions import parse_caption, vocabulary
+from nuwa_lab.world.datasets import TASKS, FolderDataset, TaskDataset, collate
+from nuwa_lab.world.manipulation import ManipulationPair
+from nuwa_lab.world.text import SPECIALS, TextTokenizer
+from nuwa_lab.world.world import (
+    REGIONS,
+    SPLITS,
+    Batch,
+    ObjectAttributes,
+    Sample,
+    ShapesWorld,
+    attribute_classes,
+    attribute_index,
+)
+
+__all__ = [
+    "TASKS",
+    "FolderDataset",
+    "TaskDataset",
+    "collate",
+    "REGIONS",
+    "SPECIALS",
+    "SPLITS",
+    "Batch",
+    "ManipulationPair",
+    "ObjectAttributes",
+    "Sample",
+    "ShapesWorld",
+    "TextTokenizer",
+    "attribute_classes",
+    "attribute_index",
+    "parse_caption",
+    "vocabulary",
+]
