@@ -1,0 +1,31 @@
+"""The NÜWA 3D encoder-decoder (NÜWA §3): conditions, embeddings, blocks, the model and its sizes.
+
+    from nuwa_lab.model import Condition, Nuwa
+    model = Nuwa.from_config(cfg)
+    logits, loss = model(Condition.text(ids), target_tokens)
+
+Sampling lives in `nuwa_lab.sample`, pretraining in `nuwa_lab.pretrain` (artifact "nuwa").
+Importing this package only registers that artifact kind.
+"""
+
+from nuwa_lab.model.condition import KINDS, Condition
+from nuwa_lab.model.counting import count_parameters, forward_flops, paper_parameter_count
+from nuwa_lab.model.nuwa import PATTERNS, DecodeState, Nuwa, grid_of, model_sizes
+
+# Registers the artifact kind "nuwa" with nuwa_lab.artifacts (nothing else happens at import).
+from nuwa_lab.model import artifact as _artifact  # noqa: E402  isort: skip
+
+_artifact.register()
+
+__all__ = [
+    "KINDS",
+    "PATTERNS",
+    "Condition",
+    "DecodeState",
+    "Nuwa",
+    "count_parameters",
+    "forward_flops",
+    "grid_of",
+    "model_sizes",
+    "paper_parameter_count",
+]
