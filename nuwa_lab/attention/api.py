@@ -1,0 +1,150 @@
+"""`attend`: 3D attention with one pattern, on one of three interchangeable backends (NÜWA §3.2).
+
+$y_q = \\sum_{k \\in S(q)} \\mathrm{softmax}_k(q \\cdot k / \\sqrt{e})\\, v_k$,
+with $S(q)$ the keys that `masks.may_attend` allows.
+Axis letters: b batch, heads, n query tokens, m key tokens, e head width.
+
+| argument | meaning |
+|---|---|
+| `q` (b, heads, n, e); `k`, `v` (b, heads, m, e) | queries, keys, values, split into heads |
+| `pattern`, `extent`, `block`, `border` | the sparsity pattern (see `masks`) |
+| `q_grid`, `kv_grid` | (T, H, W) of queries and keys; `kv_grid=None` means self-attention |
+| `causal`, `causal_rule` | decoder masking: "raster" or "quadrant" (t'≤t, h'≤h, w'≤w) |
+| `q_positions` | raster indices (n,) of the queries in `q` when it holds only some of them |
+| `backend` | "dense" (oracle), "efficient", "flex" (FlexAttention, for comparison), "auto" |
+
+Incremental decoding (`q_positions`): `q` holds only the queries at the given raster positions of
+`q_grid`, and the output holds exactly those rows of the full computation. Keys are either the
+whole key grid (m = T'·H'·W'), or, with `causal=True`, any prefix of it that contains every key
+those queries can see: max(q_positions) + 1 ≤ m ≤ T·H·W (a KV cache filled in raster order; keys
+beyond m are absent, and causality makes them invisible anyway). The cost of the efficient path
+then depends on the window, not on m, for "nearby", "block" and "axial". Keys that no query can
+see may still be read (with weight 0), so they must be finite: a zero-initialised cache buffer of
+the whole grid is fine, `torch.empty` is not (0 × NaN is NaN in every backend).
+
+Every backend equals "dense" to float tolerance in outputs and in gradients for q, k and v.
+"auto" (the default) picks "efficient", except for problems of at most `AUTO_DENSE_PAIRS` (query,
+key) pairs with a sparse pattern, where the oracle's few large ops beat the gathers of the sparse
+paths (measured on 2 CPU cores: a 64-token image, batch 32); either choice gives the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from nuwa_lab.attention.dense import dense_attend
+from nuwa_lab.attention.masks import AttentionSpec, make_spec
+
+BACKENDS = ("auto", "dense", "efficient", "flex")
+AUTO_DENSE_PAIRS = 64 * 64
+
+
+def _check_tensors(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(
+                f"{name} must be a 4-d tensor (b, heads, n, e), got {shape}; split heads first, "
+                "e.g. einops.rearrange(x, 'b n (heads e) -> b heads n e', heads=heads)"
+            )
+    if q.shape[:2] != k.shape[:2] or k.shape[:3] != v.shape[:3]:
+        raise ValueError(
+            f"shapes do not match: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}; "
+            "q, k, v need the same (b, heads), and k, v the same number of keys"
+        )
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q has head width {q.shape[-1]} but k has {k.shape[-1]}; they must match")
+    if not (q.dtype == k.dtype == v.dtype) or not (q.device == k.device == v.device):
+        raise ValueError("q, k, v must share one dtype and one device")
+
+
+def _check_positions(
+    spec: AttentionSpec,
+    n_q: int,
+    n_k: int,
+    q_positions: torch.Tensor | Sequence[int] | None,
+    device,
+) -> torch.Tensor | None:
+    if q_positions is None:
+        if n_q != spec.n_q:
+            raise ValueError(
+                f"q_grid {spec.q_grid} has {spec.n_q} tokens but q has {n_q}; pass the right "
+                "q_grid, or q_positions=<raster indices> when q holds only some queries"
+            )
+        if n_k != spec.n_kv:
+            raise ValueError(
+                f"kv_grid {spec.kv_grid} has {spec.n_kv} tokens but k has {n_k}; pass the right "
+                "kv_grid (kv_grid=None means the keys are on q_grid)"
+            )
+        return None
+    positions = torch.as_tensor(q_positions, dtype=torch.long, device=device).reshape(-1)
+    if positions.numel() != n_q:
+        raise ValueError(f"q has {n_q} queries but q_positions has {positions.numel()} entries")
+    if n_q and (positions.min() < 0 or positions.max() >= spec.n_q):
+        raise ValueError(
+            f"q_positions must be raster indices in [0, {spec.n_q}) of q_grid {spec.q_grid}, got "
+            f"values in [{int(positions.min())}, {int(positions.max())}]"
+        )
+    if spec.causal:
+        need = int(positions.max()) + 1 if n_q else 0
+        if not need <= n_k <= spec.n_kv:
+            raise ValueError(
+                f"causal attention with q_positions up to {need - 1} needs k to hold between "
+                f"{need} (the cached prefix) and {spec.n_kv} keys, got {n_k}"
+            )
+    elif n_k != spec.n_kv:
+        raise ValueError(
+            f"kv_grid {spec.kv_grid} has {spec.n_kv} tokens but k has {n_k}; without causal "
+            "masking every key may be visible, so k must hold the whole key grid"
+        )
+    return positions
+
+
+def _efficient(q, k, v, spec: AttentionSpec, q_positions):
+    # Imported here so that the oracle stays importable on its own.
+    from nuwa_lab.attention.axial import axial_attend
+    from nuwa_lab.attention.block import block_attend
+    from nuwa_lab.attention.full import full_attend
+    from nuwa_lab.attention.nearby import nearby_attend
+
+    paths = {"full": full_attend, "axial": axial_attend, "block": block_attend}
+    return paths.get(spec.pattern, nearby_attend)(q, k, v, spec, q_positions)
+
+
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    pattern: str,
+    q_grid: Sequence[int],
+    kv_grid: Sequence[int] | None = None,
+    causal: bool = False,
+    extent: Sequence[int] | int = (1, 1, 1),
+    block: Sequence[int] | int = (1, 4, 4),
+    causal_rule: str = "raster",
+    border: str = "truncate",
+    q_positions: torch.Tensor | Sequence[int] | None = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """3D attention of `q` over `k`, `v` under `pattern`: (b, heads, n, e). See the module doc."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    spec = make_spec(
+        pattern, q_grid, kv_grid, causal,
+        extent=extent, block=block, causal_rule=causal_rule, border=border,
+    )  # fmt: skip
+    _check_tensors(q, k, v)
+    positions = _check_positions(spec, q.shape[2], k.shape[2], q_positions, q.device)
+    if q.shape[2] == 0:
+        return q.new_zeros(q.shape[:3] + (v.shape[-1],))
+    small = q.shape[2] * k.shape[2] <= AUTO_DENSE_PAIRS and spec.pattern != "full"
+    if backend == "dense" or (backend == "auto" and small):
+        return dense_attend(q, k, v, spec, positions)
+    if backend == "flex":
+        from nuwa_lab.attention.flex import flex_attend
+
+        return flex_attend(q, k, v, spec, positions)
+    return _efficient(q, k, v, spec, positions)

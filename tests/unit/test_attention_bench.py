@@ -1,0 +1,36 @@
+"""The attention benchmark runs (--quick) and returns a complete, consistent table.
+
+No timing assertions: speed is reported by the benchmark itself, as ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from nuwa_lab.attention import PATTERNS
+from nuwa_lab.attention.bench import QUICK_GRIDS, run
+from nuwa_lab.bench import TARGETS
+
+
+@pytest.mark.slow  # 64 profiled calls: ~4 s on an idle machine, over a minute under load
+def test_quick_bench_reports_every_pattern_grid_and_backend(tmp_path, capsys):
+    assert TARGETS["attention"] == "nuwa_lab.attention.bench:run"
+    result = run(argparse.Namespace(target="attention", json=None, quick=True))
+    json.dumps(result)  # the --json output must be serialisable
+    rows = result["rows"]
+    seen = {(r["pattern"], tuple(r["grid"]), r["backend"]) for r in rows}
+    expected = {(p, g, b) for p in PATTERNS for g in QUICK_GRIDS for b in ("dense", "efficient")}
+    assert seen == expected
+    for r in rows:
+        assert r["fwd_ms"] > 0 and r["fwdbwd_ms"] > 0
+        assert r["fwd_mb"] >= 0 and r["fwdbwd_mb"] > 0
+        assert r["keys_causal_mean"] <= r["tokens"]
+        if r["backend"] == "efficient":
+            assert r["max_abs_err"] < 1e-5
+            assert r["speedup_fwd"] > 0
+    assert "quick" in result["flex_status"]
+    assert {t["target"] for t in result["targets"]} >= {"nearby fwd speed-up over dense >= 30"}
+    assert "targets" in capsys.readouterr().out
