@@ -86,7 +86,13 @@ def make_adamw(
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
     groups = [g for g in groups if g["params"]]
-    return torch.optim.AdamW(groups, lr=cfg.lr if lr is None else lr, betas=betas or cfg.betas)
+    # One fused kernel for all parameters instead of a Python loop of ~10 small ops per tensor
+    # (torch's default on CPU): the step no longer shows in profiles. Fused AdamW exists for CPU
+    # and CUDA floating-point parameters; elsewhere (e.g. MPS in older torch) the default is kept.
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    return torch.optim.AdamW(
+        groups, lr=cfg.lr if lr is None else lr, betas=betas or cfg.betas, fused=fused or None
+    )
 
 
 def step_seed(*parts: int) -> int:

@@ -16,8 +16,11 @@ it needs four 16k×16k×4 float tensors at once, ~17 GB); its forward runs once 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,12 +45,33 @@ DENSE_REPEAT_MAX = 2048  # above this the dense oracle runs once per measurement
 FLEX_ALL_SIZES = ("nearby",)  # other patterns: flex at the largest grid only (compiling is slow)
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Point file descriptor 2 at /dev/null for the block: silences logs written by C++ code
+    (which `contextlib.redirect_stderr` cannot reach, and which notebooks would show)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def peak_memory_mb(fn) -> tuple[float, Any]:
     """(peak MB of tensors allocated during fn(), fn's result), from profiler memory events."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _native_stderr_silenced():  # the profiler's C++ logs "USDT: profiler_start" lines
+        prof.start()
+    try:
         result = fn()
+    finally:
+        with _native_stderr_silenced():
+            prof.stop()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "trace.json"
         prof.export_chrome_trace(str(path))

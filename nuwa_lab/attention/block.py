@@ -61,6 +61,22 @@ def block_plan(spec: AttentionSpec, device: str) -> GroupPlan:
     return plan_to(make_plan(spec, q_pos, k_pos, spec.n_kv), torch.device(device))
 
 
+# Incremental decoding asks for the same plan once per decoder layer at every step (the layers
+# share one spec), and every sample of a grid asks for the same positions again: keyed on the
+# hashable (spec, positions, n_keys, device), the plan is built once per step and shared by all
+# layers, instead of costing more than the step's attention in every layer. A grid of N tokens
+# needs N entries per spec (one per position); beyond maxsize, the LRU order still keeps the
+# sharing across layers within a step.
+@lru_cache(maxsize=4096)
+def step_plan(
+    spec: AttentionSpec, positions: tuple[int, ...], n_keys: int, device: str
+) -> GroupPlan:
+    """The (cached) plan of the queries at raster `positions` over the first `n_keys` keys."""
+    widths = tuple(min(b, n) for b, n in zip(spec.block, spec.kv_grid, strict=True))
+    at = torch.tensor(positions, dtype=torch.long, device=device)
+    return positions_plan(spec, at, n_keys, key_ranges(spec), widths)
+
+
 def block_attend(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -70,8 +86,7 @@ def block_attend(
 ) -> torch.Tensor:
     """Block attention, (b, heads, n, e), equal to the dense oracle."""
     if q_positions is not None:
-        widths = tuple(min(b, n) for b, n in zip(spec.block, spec.kv_grid, strict=True))
-        plan = positions_plan(spec, q_positions, k.shape[2], key_ranges(spec), widths)
+        plan = step_plan(spec, tuple(q_positions.tolist()), k.shape[2], str(q.device))
     else:
         plan = block_plan(spec, str(q.device))
     return grouped_attend(q, k, v, plan)

@@ -34,8 +34,12 @@ def dense_weights(
     q: torch.Tensor, k: torch.Tensor, spec: AttentionSpec, q_positions: torch.Tensor | None = None
 ) -> torch.Tensor:
     """A = softmax(Q Kᵀ/√e masked by M): (b, heads, n, m), rows summing to 1 over visible keys."""
-    if q_positions is None and spec.n_q * k.shape[-2] <= CACHED_MASK_PAIRS:
+    if spec.n_q * k.shape[-2] <= CACHED_MASK_PAIRS:
+        # decoding steps (q_positions) take their rows of the cached mask: building them anew
+        # for every layer at every step costs more than the step's attention itself
         mask = _cached_mask(spec, k.shape[-2], str(q.device))
+        if q_positions is not None:
+            mask = mask[q_positions]
     else:
         mask = spec_mask(spec, q_positions, n_keys=k.shape[-2], device=q.device)
     if not bool(mask.any(-1).all()):

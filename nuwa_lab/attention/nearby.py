@@ -71,6 +71,22 @@ def tile_plan(spec: AttentionSpec, tile: tuple[int, int, int], device: str) -> G
     return plan_to(make_plan(spec, q_pos, k_pos, spec.n_kv), torch.device(device))
 
 
+# Incremental decoding asks for the same plan once per decoder layer at every step (the layers
+# share one spec), and every sample of a grid asks for the same positions again: keyed on the
+# hashable (spec, positions, n_keys, device), the plan is built once per step and shared by all
+# layers, instead of costing more than the step's attention in every layer. A grid of N tokens
+# needs N entries per spec (one per position); beyond maxsize, the LRU order still keeps the
+# sharing across layers within a step.
+@lru_cache(maxsize=4096)
+def step_plan(
+    spec: AttentionSpec, positions: tuple[int, ...], n_keys: int, device: str
+) -> GroupPlan:
+    """The (cached) plan of the queries at raster `positions` over the first `n_keys` keys."""
+    widths = tuple(min(2 * e + 1, n) for e, n in zip(spec.extent, spec.kv_grid, strict=True))
+    at = torch.tensor(positions, dtype=torch.long, device=device)
+    return positions_plan(spec, at, n_keys, key_ranges(spec), widths)
+
+
 def nearby_attend(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -81,8 +97,7 @@ def nearby_attend(
 ) -> torch.Tensor:
     """Nearby attention, (b, heads, n, e), equal to the dense oracle."""
     if q_positions is not None:
-        widths = tuple(min(2 * e + 1, n) for e, n in zip(spec.extent, spec.kv_grid, strict=True))
-        plan = positions_plan(spec, q_positions, k.shape[2], key_ranges(spec), widths)
+        plan = step_plan(spec, tuple(q_positions.tolist()), k.shape[2], str(q.device))
     else:
         plan = tile_plan(spec, tuple(tile), str(q.device))
     return grouped_attend(q, k, v, plan)
