@@ -1,0 +1,364 @@
+r"""Fine-tuning the pretrained NÜWA on one task (NÜWA §4: T2I, S2I, S2V and V2V are fine-tuned).
+
+Pretraining (`nuwa_lab.pretrain`, artifact "nuwa") covers T2I, V2V and T2V; the paper then
+fine-tunes per task. Here any of the eight tasks can be fine-tuned from the pretrained weights with
+the shared loop (`nuwa_lab.train`), and the result is cached as the artifact
+`nuwa_finetuned_<task>`:
+
+    model = finetuned_model("s2i", cfg)           # trains on the first call, loads afterwards
+    model = task_model("s2i", cfg)                # the model a task runs with by default
+    model = finetuned_model("i2i", cfg, context=True)   # the encoder also sees the visible part
+
+The loss is the task's own: the token cross-entropy over the positions the task generates, the fixed
+(given) positions teacher-forced and left out of the loss,
+
+$$ \mathcal{L} = -\frac{1}{|\bar F|} \sum_{n \notin F} \log p_\theta(y_n \mid y_{<n}, C) $$
+
+with $C$ and $F$ built by `nuwa_lab.tasks.task_tensors` exactly as at sampling time (so a fine-tuned
+model sees in training what it gets when it runs). Data: `cfg.tasks.finetune_pool` train-split
+items, tokenized once (cached in the artifact's work folder); the batch of step s is drawn from the
+pool by a generator seeded with (cfg.seed, s), so resume is exact.
+
+The I2I "context" variant (`context=True`) is a copy of the pretrained model whose encoder reads the
+visible image codes as an image grid (1, h, w) with hidden tokens set to the mask code K: the sketch
+embedding table is replaced by one of K + 1 rows, initialised from the decoder's code embeddings
+(row K, the mask, from `<bos>`), and fine-tuned on I2I (artifact `nuwa_finetuned_i2i_context`).
+
+| symbol | code |
+|---|---|
+| $C$, $F$, $y$ | `TaskTensors.condition`, `.fixed`, `.target_tokens` |
+| $\mathcal{L}$ | `Nuwa.forward(..., loss_mask=~fixed)` |
+| steps, batch, peak lr | `cfg.tasks.finetune_steps`, `.finetune_batch_size`, `.finetune_lr` |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nuwa_lab.artifacts import get_or_train, register_artifact
+from nuwa_lab.config import TrainConfig, resolve_device
+from nuwa_lab.model import KINDS, Condition, Nuwa
+from nuwa_lab.model.artifact import SECTIONS as PRETRAINED_SECTIONS
+from nuwa_lab.model.artifact import VERSION as PRETRAINED_VERSION
+from nuwa_lab.pretrain import PRETRAIN_TASKS
+from nuwa_lab.tasks.run import has_visible_context, task_tensors
+from nuwa_lab.tasks.spec import TASK_SPECS, get_task
+
+# bump when a change here changes the fine-tuned weights (the pretrained model's version is in it)
+VERSION = f"1+nuwa{PRETRAINED_VERSION}"
+PRETRAINED_KIND = "nuwa"
+# everything the pretrained model depends on, plus this module's section (cfg.tasks)
+SECTIONS = (*PRETRAINED_SECTIONS, "tasks")
+VARIANTS = ("default", "pretrained", "finetuned", "context")
+
+
+def artifact_kind(task: str, *, context: bool = False) -> str:
+    """`nuwa_finetuned_<task>` (`nuwa_finetuned_i2i_context` for the completion variant)."""
+    spec = get_task(task)
+    if context and spec.name != "i2i":
+        raise ValueError(f"context=True is the image completion variant; task {task!r} has none")
+    return f"nuwa_finetuned_{spec.name}" + ("_context" if context else "")
+
+
+def tokenizer_kind(cfg: Any) -> str:
+    """The tokenizer whose codes the model predicts (`cfg.tokenizer.kind`: vqgan | vqvae)."""
+    return cfg.tokenizer.kind
+
+
+def pretrained_model(cfg: Any, *, progress: bool = True, root: Any = None) -> Nuwa:
+    """The multi-task pretrained model (artifact "nuwa", trained by nuwa_lab.pretrain)."""
+    return get_or_train(PRETRAINED_KIND, cfg, progress=progress, root=root)
+
+
+def build_finetune_model(
+    cfg: Any, task: str, *, context: bool = False, pretrained: nn.Module | None = None
+) -> Nuwa:
+    """A model of the fine-tuned shape (the context variant: a K + 1 row image-code table), with
+    the weights of `pretrained` when given (else freshly initialised)."""
+    artifact_kind(task, context=context)  # validates
+    model = Nuwa.from_config(cfg)
+    if pretrained is not None:
+        model.load_state_dict(pretrained.state_dict())
+    if context:
+        k, d = model.codebook_size, model.cfg.dim
+        table = nn.Embedding(k + 1, d)
+        with torch.no_grad():
+            table.weight.copy_(model.target_embedding.token.weight[: k + 1])  # codes + <bos>
+        model.condition_embedding.sketch = table
+    return model
+
+
+def train_config(cfg: Any) -> TrainConfig:
+    """The loop's settings: cfg.train's optimizer and clipping, cfg.tasks' budget."""
+    t = cfg.tasks
+    steps = t.finetune_steps
+    return dataclasses.replace(
+        cfg.train,
+        steps=steps,
+        batch_size=t.finetune_batch_size,
+        lr=t.finetune_lr,
+        warmup=min(t.finetune_warmup, steps),
+        log_every=max(1, min(cfg.train.log_every, steps // 20)),
+        ckpt_every=min(cfg.train.ckpt_every, steps) if cfg.train.ckpt_every else 0,
+    )
+
+
+def task_pool(
+    task: str,
+    cfg: Any,
+    kit: Any,
+    *,
+    split: str = "train",
+    size: int,
+    context: bool = False,
+    model: Nuwa,
+    chunk: int = 256,
+    progress: bool = False,
+    root: Any = None,
+) -> dict[str, torch.Tensor]:
+    """`size` items of `split` as tensors: condition tokens, target codes and the fixed grid.
+
+    T2I, T2V and V2V reuse pretraining's cached token data (`nuwa_lab.pretrain.token_data`, the
+    same items and codes the pretrained model was trained on); the other tasks, whose inputs
+    (sketches, hidden regions, edits) pretraining never tokenized, go through `task_tensors`."""
+    from tqdm.auto import tqdm
+
+    if task in PRETRAIN_TASKS and not context:
+        return _pretrain_pool(task, cfg, split, size, root=root, progress=progress)
+
+    from nuwa_lab.tasks.evaluate import task_items
+
+    parts: dict[str, list[torch.Tensor]] = {"condition": [], "target": [], "fixed": []}
+    for start in tqdm(range(0, size, chunk), desc=f"{task} pool", disable=not progress):
+        inputs = task_items(task, kit, split, min(chunk, size - start), offset=start)
+        t = task_tensors(
+            task,
+            model,
+            inputs,
+            tokenizer=kit.tokenizer,
+            text_tokenizer=kit.text_tokenizer,
+            seg_tokenizer=kit.seg_tokenizer,
+            context=context,
+            with_target=True,
+        )
+        parts["condition"].append(t.condition.tokens.cpu())
+        parts["target"].append(t.target_tokens.cpu())
+        parts["fixed"].append(t.fixed.cpu())
+    kind = t.condition.kind
+    pool = {k: torch.cat(v) for k, v in parts.items()}
+    pool["kind"] = torch.tensor(KINDS.index(kind))
+    return pool
+
+
+def _pretrain_pool(task, cfg, split, size, *, root, progress) -> dict[str, torch.Tensor]:
+    from nuwa_lab.pretrain import token_data  # the pretraining token pipeline, reused
+
+    data = token_data(cfg, split, size, root=root, progress=progress)
+    condition, target = data.task_batch(task, torch.arange(len(data)))
+    fixed = torch.zeros(target.shape, dtype=torch.bool)
+    if task == "v2v":  # the first given_frames frames are given, as when the task runs
+        fixed[:, : cfg.tasks.given_frames] = True
+    return {
+        "condition": condition.tokens,
+        "target": target,
+        "fixed": fixed,
+        "kind": torch.tensor(KINDS.index(condition.kind)),
+    }
+
+
+def pool_condition(pool: dict[str, torch.Tensor], rows: torch.Tensor | slice) -> Condition:
+    """The `Condition` of the pool's `rows`."""
+    tokens = pool["condition"][rows]
+    return Condition(KINDS[int(pool["kind"])], tokens, tuple(tokens.shape[1:]))
+
+
+class FinetuneTrainable:
+    """`nuwa_lab.train`'s protocol for fine-tuning on one task from a token pool."""
+
+    def __init__(
+        self, model: Nuwa, pool: dict[str, torch.Tensor], train_cfg: TrainConfig, seed: int
+    ):
+        self.model, self.pool, self.cfg, self.seed = model, pool, train_cfg, seed
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"model": self.model}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        from nuwa_lab.train import make_adamw
+
+        return {"model": make_adamw(self.model, self.cfg)}
+
+    def batch(self, step: int, rank: int, world_size: int) -> dict[str, Any]:
+        from nuwa_lab.train import rank_slice, step_generator
+
+        b, size = self.cfg.batch_size, len(self.pool["target"])
+        rows = torch.randint(size, (b,), generator=step_generator(self.seed, step))
+        rows = rows[rank_slice(b, rank, world_size)]
+        return {"rows": rows, **{k: self.pool[k][rows] for k in ("condition", "target", "fixed")}}
+
+    def losses(self, batch: dict[str, Any], step: int):
+        tokens = batch["condition"]
+        condition = Condition(KINDS[int(self.pool["kind"])], tokens, tuple(tokens.shape[1:]))
+        fixed = batch["fixed"]
+        mask = ~fixed if bool(fixed.any()) else None
+        _, loss = self.model(condition, batch["target"], loss_mask=mask)
+        return {"model": loss}, {}
+
+
+@torch.no_grad()
+def pool_loss(model: Nuwa, pool: dict[str, torch.Tensor], *, batch_size: int = 64) -> float:
+    """Mean loss over the generated positions of a pool (e.g. validation items)."""
+    device = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for s in range(0, len(pool["target"]), batch_size):
+        rows = slice(s, s + batch_size)
+        fixed = pool["fixed"][rows].to(device)
+        mask = ~fixed if bool(fixed.any()) else None
+        condition = pool_condition(pool, rows).to(device)
+        _, loss = model(condition, pool["target"][rows].to(device), loss_mask=mask)
+        n = int((~fixed).sum()) if mask is not None else fixed.numel()
+        total, count = total + float(loss) * n, count + n
+    model.train(was)
+    return total / max(1, count)
+
+
+def finetune(
+    task: str,
+    cfg: Any,
+    *,
+    context: bool = False,
+    workdir: str | Path | None = None,
+    progress: bool = True,
+    max_steps: int | None = None,
+    pretrained: Nuwa | None = None,
+    root: str | Path | None = None,
+    kit: Any = None,
+) -> tuple[Nuwa, dict[str, float]]:
+    """Fine-tune the pretrained model on `task`; returns (model, metrics incl. val loss before and
+    after). Checkpoints (and the token pool) live in `workdir`, so an interrupted run resumes;
+    the pretrained model, tokenizers and token data come from the artifact `root` (or `pretrained`
+    and `kit`, a `nuwa_lab.tasks.TaskKit` with the tokenizers, when given)."""
+    from nuwa_lab.files import atomic_torch_save
+    from nuwa_lab.tasks.evaluate import load_kit
+    from nuwa_lab.train import train
+
+    spec = get_task(task)
+    device = resolve_device(cfg.device)
+    if pretrained is None:
+        pretrained = pretrained_model(cfg, progress=progress, root=root)
+    model = build_finetune_model(cfg, spec.name, context=context, pretrained=pretrained)
+    if kit is None:
+        kit = load_kit(cfg, spec.name, progress=progress, root=root, probes=False)
+    reuse = spec.name in PRETRAIN_TASKS and not context
+    sizes = (
+        (cfg.pretrain.pool, cfg.pretrain.val_size)
+        if reuse
+        else (cfg.tasks.finetune_pool, cfg.sample.num_eval)
+    )
+    pools = {}
+    for split, size in zip(("train", "val"), sizes, strict=True):
+        path = Path(workdir) / f"pool_{split}.pt" if workdir is not None else None
+        if path is not None and path.is_file():
+            pools[split] = torch.load(path, weights_only=True)
+        else:
+            pools[split] = task_pool(
+                spec.name,
+                cfg,
+                kit,
+                split=split,
+                size=size,
+                context=context,
+                model=model,
+                progress=progress,
+                root=root,
+            )
+            if path is not None and not reuse:  # pretraining's token data is cached already
+                atomic_torch_save(path, pools[split])
+    model.to(device)
+    before = pool_loss(model, pools["val"])
+    train_cfg = train_config(cfg)
+    result = train(
+        FinetuneTrainable(model, pools["train"], train_cfg, cfg.seed),
+        train_cfg,
+        run_dir=workdir,
+        device=device,
+        seed=cfg.seed,
+        progress=progress,
+        max_steps=max_steps,
+        desc=artifact_kind(spec.name, context=context),
+    )
+    model.eval()
+    metrics = {
+        "val_loss_pretrained": before,
+        "val_loss_finetuned": pool_loss(model, pools["val"]),
+        "train_loss_last": result.last("loss/model", 10),
+        "steps": result.step,
+        "train_seconds": result.seconds,
+        "sec_per_step": result.sec_per_step,
+    }
+    return model, metrics
+
+
+def finetuned_model(task: str, cfg: Any, *, context: bool = False, progress: bool = True) -> Nuwa:
+    """The model fine-tuned on `task` (a cached artifact, trained after pretraining if missing)."""
+    return get_or_train(artifact_kind(task, context=context), cfg, progress=progress)
+
+
+def finetune_summary(task: str, cfg: Any, *, context: bool = False) -> dict[str, float]:
+    """The metrics the fine-tuning of `task` recorded (val loss before / after, time), or {} when
+    that model has not been trained under `cfg`."""
+    from nuwa_lab.artifacts import load_meta
+
+    try:
+        return dict(load_meta(artifact_kind(task, context=context), cfg).get("metrics", {}))
+    except FileNotFoundError:
+        return {}
+
+
+def task_model(task: str, cfg: Any, *, variant: str = "default", progress: bool = True) -> Nuwa:
+    """The model task `task` runs with.
+
+    variant: "default" (the task's spec: fine-tuned for S2I / S2V, else the pretrained model),
+    "pretrained", "finetuned", or "context" (I2I whose encoder also sees the visible part)."""
+    spec = get_task(task)
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
+    if variant == "context":
+        model = finetuned_model(spec.name, cfg, context=True, progress=progress)
+        if not has_visible_context(model):
+            raise RuntimeError("the cached context model has no image-code table; retrain it")
+        return model
+    if variant == "finetuned" or (variant == "default" and spec.training == "finetuned"):
+        return finetuned_model(spec.name, cfg, progress=progress)
+    return pretrained_model(cfg, progress=progress)
+
+
+def _register() -> None:
+    for name in TASK_SPECS:
+        for context in (False, True) if name == "i2i" else (False,):
+            register_artifact(
+                artifact_kind(name, context=context),
+                lambda cfg, *, workdir, progress, name=name, context=context: finetune(
+                    name,
+                    cfg,
+                    context=context,
+                    workdir=workdir,
+                    progress=progress,
+                    root=Path(workdir).parent.parent,  # workdir = <root>/<kind>-<hash>/train
+                ),
+                SECTIONS,
+                build_fn=lambda cfg, name=name, context=context: build_finetune_model(
+                    cfg, name, context=context
+                ),
+                version=VERSION,
+            )
+
+
+_register()

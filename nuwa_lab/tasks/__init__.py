@@ -1,0 +1,108 @@
+"""NÜWA's eight tasks (NÜWA §4): the tasks as data, running them with one sampler, measuring them.
+
+    from nuwa_lab.tasks import TASK_SPECS, run_task, evaluate_task, load_kit
+    kit = load_kit(cfg, "i2i")
+    out = run_task("i2i", model, inputs, tokenizer=kit.tokenizer)  # .pixels, .tokens, .fixed
+
+| module | what |
+|---|---|
+| `spec` | `TaskSpec`, `TASK_SPECS`: condition, fixed tokens, what is generated, default model |
+| `run` | `run_task`, `task_tensors`, `TaskOutput`; the pixel-region -> token-grid rule |
+| `metrics` | per-task measurements (probe accuracy, lab-FID/FVD, pixel accuracy, PSNR, edits) |
+| `evaluate` | `load_kit`, `evaluate_task` on the test / held-out split, `TaskEvaluation` |
+| `report` | `metrics_table`, `targets_table` (issue #7's tiny targets), `headline_metrics` |
+| `figures` | `mechanism_figure` (given / fixed tokens / generated / truth), `comparison_figure` |
+
+Fine-tuning on one task lives in `nuwa_lab.finetune` (`task_model(name, cfg)` picks the model a task
+runs with by default). Importing this package has no side effects.
+"""
+
+from nuwa_lab.tasks.evaluate import (
+    TaskEvaluation,
+    TaskKit,
+    asked_objects,
+    evaluate_task,
+    load_kit,
+    measure,
+    probe_score_fn,
+    task_items,
+)
+from nuwa_lab.tasks.figures import (
+    breakdown_figure,
+    comparison_figure,
+    mechanism_figure,
+    segmentation_figure,
+)
+from nuwa_lab.tasks.metrics import (
+    completion_metrics,
+    given_tokens_kept,
+    manipulation_metrics,
+    prediction_metrics,
+    region_psnr,
+    sketch_metrics,
+    text_to_visual_metrics,
+)
+from nuwa_lab.tasks.report import (
+    TARGETS,
+    breakdown,
+    completion_by_hidden_part,
+    headline_metrics,
+    logged_metrics,
+    metrics_table,
+    rows_table,
+    targets_table,
+)
+from nuwa_lab.tasks.run import (
+    TaskOutput,
+    TaskTensors,
+    check_inputs,
+    has_visible_context,
+    mask_code,
+    run_task,
+    task_tensors,
+    tokens_inside,
+)
+from nuwa_lab.tasks.spec import NOTEBOOK_PAIRS, TASK_SPECS, TaskSpec, get_task, task_for
+
+__all__ = [
+    "TARGETS",
+    "breakdown",
+    "breakdown_figure",
+    "completion_by_hidden_part",
+    "segmentation_figure",
+    "headline_metrics",
+    "metrics_table",
+    "rows_table",
+    "targets_table",
+    "NOTEBOOK_PAIRS",
+    "TASK_SPECS",
+    "TaskEvaluation",
+    "TaskKit",
+    "TaskOutput",
+    "TaskSpec",
+    "TaskTensors",
+    "asked_objects",
+    "check_inputs",
+    "comparison_figure",
+    "completion_metrics",
+    "evaluate_task",
+    "get_task",
+    "given_tokens_kept",
+    "has_visible_context",
+    "load_kit",
+    "logged_metrics",
+    "manipulation_metrics",
+    "mask_code",
+    "measure",
+    "mechanism_figure",
+    "prediction_metrics",
+    "probe_score_fn",
+    "region_psnr",
+    "run_task",
+    "sketch_metrics",
+    "task_for",
+    "task_items",
+    "task_tensors",
+    "text_to_visual_metrics",
+    "tokens_inside",
+]

@@ -1,0 +1,385 @@
+"""The eight tasks: specs, the fixed-token grid, run_task, metrics on known answers, fine-tuning."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from nuwa_lab.config import make_config
+from nuwa_lab.model import Nuwa
+from nuwa_lab.tasks import (
+    TASK_SPECS,
+    TaskKit,
+    completion_metrics,
+    evaluate_task,
+    get_task,
+    manipulation_metrics,
+    prediction_metrics,
+    region_psnr,
+    run_task,
+    sketch_metrics,
+    task_for,
+    task_items,
+    task_tensors,
+    text_to_visual_metrics,
+    tokens_inside,
+)
+from nuwa_lab.tokenizer import VQGAN, VQGANSeg
+from nuwa_lab.world import TASKS, ShapesWorld, TextTokenizer, parse_caption
+
+
+@pytest.fixture(scope="module")
+def kit() -> TaskKit:
+    cfg = make_config("smoke")
+    torch.manual_seed(0)
+    tok = VQGAN(cfg.tokenizer, init="random").eval()
+    seg = VQGANSeg(cfg.tokenizer, num_classes=1 + len(cfg.world.shapes), init="random").eval()
+    text = TextTokenizer.from_config(cfg.world, cfg.text)
+    return TaskKit(cfg, ShapesWorld(cfg.world), tok, text, seg)
+
+
+@pytest.fixture(scope="module")
+def model(kit: TaskKit) -> Nuwa:
+    torch.manual_seed(1)
+    return Nuwa.from_config(kit.cfg).eval()
+
+
+class OracleProbe:
+    """A stand-in probe that reads the truth of any pixels it was shown at construction."""
+
+    def __init__(self, pixels: torch.Tensor, objects: list, attributes: tuple[str, ...]):
+        self.classes = {a: () for a in attributes}
+        self.table = {self._key(p): objs for p, objs in zip(pixels, objects, strict=True)}
+        self.sketches = {}
+
+    @staticmethod
+    def _key(x: torch.Tensor) -> bytes:
+        return x.contiguous().numpy().tobytes()
+
+    def read(self, pixels: torch.Tensor, **_) -> list[list[dict]]:
+        unknown = [{a: "?" for a in self.classes}]
+        return [
+            [{a: getattr(o, a) for a in self.classes} for o in self.table[self._key(p)]]
+            if self._key(p) in self.table
+            else unknown
+            for p in pixels
+        ]
+
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pixels.flatten(1)[:, :8].double()
+
+    def predict(self, pixels: torch.Tensor, **_) -> torch.Tensor:
+        return torch.stack([self.sketches[self._key(p)] for p in pixels])
+
+
+IMAGE = ("shape", "colour", "size", "position")
+VIDEO = (*IMAGE, "direction")
+
+
+# ---- the tasks as data --------------------------------------------------------------------------
+
+
+def test_the_eight_tasks_are_the_worlds_tasks_with_the_papers_roles() -> None:
+    assert tuple(TASK_SPECS) == TASKS
+    assert {n for n, s in TASK_SPECS.items() if s.zero_shot} == {"i2i", "ti2i", "tv2v"}
+    assert {n for n, s in TASK_SPECS.items() if s.training == "finetuned"} == {"s2i", "s2v"}
+    for name, spec in TASK_SPECS.items():
+        pair = get_task(spec.pair)
+        assert pair.pair == name and pair.modality != spec.modality
+        assert pair.condition == spec.condition
+    assert task_for("t2i", "video").name == "t2v" and task_for("t2v", "image").name == "t2i"
+
+
+def test_an_unknown_task_lists_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="valid tasks: t2i, s2i, i2i"):
+        get_task("x2y")
+    with pytest.raises(ValueError, match="MODALITY"):
+        task_for("t2i", "audio")
+
+
+# ---- the fixed-token grid ---------------------------------------------------------------------
+
+
+def test_a_token_is_fixed_only_when_its_whole_patch_is_in_the_region() -> None:
+    region = torch.zeros(1, 8, 8, dtype=torch.bool)
+    region[:, :, :6] = True  # columns 0..5 given: patch column 0 whole, patch column 1 half
+    region[:, 7, :] = True  # one row more: never a whole patch row
+    assert tokens_inside(region, 4).tolist() == [[[True, False], [True, False]]]
+    assert tokens_inside(torch.ones(2, 8, 8, dtype=torch.bool), 4).all()
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_run_task_returns_pixels_and_keeps_every_fixed_token(name, kit, model) -> None:
+    inputs = task_items(name, kit, "test", 2)
+    out = run_task(
+        name,
+        model,
+        inputs,
+        tokenizer=kit.tokenizer,
+        text_tokenizer=kit.text_tokenizer,
+        seg_tokenizer=kit.seg_tokenizer,
+        generator=0,
+    )
+    spec = get_task(name)
+    side = kit.cfg.world.image_size
+    grid = kit.cfg.world.image_size // kit.tokenizer.downsample
+    frames = (kit.cfg.world.frames,) if spec.video else ()
+    assert out.pixels.shape == (2, *frames, 3, side, side)
+    assert out.tokens.shape == out.fixed.shape == (2, *frames, grid, grid)
+    assert torch.equal(out.tokens[out.fixed], out.given_tokens[out.fixed])
+    if spec.fixed == "none":
+        assert not out.fixed.any()
+    elif spec.fixed == "first_frames":
+        assert out.fixed[:, 0].all() and not out.fixed[:, 1:].any()
+        assert torch.equal(out.given_tokens[:, 0], kit.tokenizer.encode(inputs["pixels"])[:, 0])
+    elif spec.fixed == "visible":
+        assert torch.equal(out.fixed, tokens_inside(inputs["visible"], kit.tokenizer.downsample))
+    else:
+        edit = inputs["edit_region"]
+        assert torch.equal(out.fixed, tokens_inside(~edit, kit.tokenizer.downsample))
+        assert (~out.fixed).any() and out.fixed.any()
+
+
+def test_i2i_given_tokens_do_not_depend_on_the_hidden_pixels(kit, model) -> None:
+    inputs = task_items("i2i", kit, "test", 2)
+    a = task_tensors("i2i", model, inputs, tokenizer=kit.tokenizer)
+    changed = dict(inputs, pixels=torch.where(inputs["visible"][:, None], inputs["pixels"], 0.9))
+    b = task_tensors("i2i", model, changed, tokenizer=kit.tokenizer)
+    assert torch.equal(a.given_tokens, b.given_tokens) and a.fixed.any()
+
+
+def test_v2v_given_tokens_do_not_depend_on_later_frames(kit, model) -> None:
+    inputs = task_items("v2v", kit, "test", 2)
+    later = inputs["pixels"].clone()
+    later[:, 1:] = 1.0 - later[:, 1:]
+    a = task_tensors("v2v", model, inputs, tokenizer=kit.tokenizer)
+    b = task_tensors("v2v", model, dict(inputs, pixels=later), tokenizer=kit.tokenizer)
+    assert torch.equal(a.given_tokens, b.given_tokens)
+
+
+def test_inputs_of_the_wrong_kind_name_what_is_expected(kit, model) -> None:
+    args = dict(
+        tokenizer=kit.tokenizer, text_tokenizer=kit.text_tokenizer, seg_tokenizer=kit.seg_tokenizer
+    )
+    video_sketch = task_items("s2v", kit, "test", 1)
+    with pytest.raises(ValueError, match=r"sketch: int64 class map \(b, H, W\).*use s2v"):
+        run_task("s2i", model, video_sketch, **args)
+    with pytest.raises(ValueError, match="needs inputs pixels, visible.*missing: visible"):
+        run_task("i2i", model, {"pixels": torch.rand(1, 3, 16, 16)}, **args)
+    with pytest.raises(ValueError, match="list of strings"):
+        run_task("t2i", model, {"caption": "a red circle"}, **args)
+    with pytest.raises(ValueError, match="unknown task"):
+        run_task("i2v", model, {}, **args)
+    with pytest.raises(ValueError, match="seg_tokenizer"):
+        run_task("s2i", model, task_items("s2i", kit, "test", 1), tokenizer=kit.tokenizer)
+    with pytest.raises(ValueError, match="context=True needs a model"):
+        run_task("i2i", model, task_items("i2i", kit, "test", 1), context=True, **args)
+    with pytest.raises(TypeError, match="unknown sampling options"):
+        run_task("t2i", model, task_items("t2i", kit, "test", 1), temprature=0.5, **args)
+
+
+def test_the_context_variant_shows_the_encoder_visible_codes_and_masks_the_rest(kit) -> None:
+    from nuwa_lab.finetune import build_finetune_model
+
+    context_model = build_finetune_model(kit.cfg, "i2i", context=True)
+    inputs = task_items("i2i", kit, "test", 2)
+    t = task_tensors("i2i", context_model, inputs, tokenizer=kit.tokenizer, context=True)
+    codes = t.condition.tokens[:, 0]  # (b, h, w)
+    assert t.condition.kind == "image_sketch"
+    assert torch.equal(codes[t.fixed], t.given_tokens[t.fixed])
+    assert (codes[~t.fixed] == context_model.codebook_size).all()
+    out = run_task("i2i", context_model, inputs, tokenizer=kit.tokenizer, context=True, generator=0)
+    assert torch.equal(out.tokens[out.fixed], out.given_tokens[out.fixed])
+
+
+# ---- the metrics on known answers --------------------------------------------------------------
+
+
+def test_region_psnr_counts_only_the_region() -> None:
+    x = torch.zeros(2, 3, 4, 4)
+    y = x.clone()
+    y[:, :, :2] = 0.1  # inside the region: MSE 0.01 -> 20 dB
+    y[:, :, 2:] = 0.9  # outside: ignored
+    region = torch.zeros(2, 4, 4, dtype=torch.bool)
+    region[:, :2] = True
+    assert torch.allclose(region_psnr(x, y, region), torch.full((2,), 20.0))
+    assert math.isinf(float(region_psnr(x, x, region)[0]))
+
+
+def test_a_perfect_text_to_image_model_scores_one_and_a_wrong_one_does_not(kit) -> None:
+    batch = kit.world.images(kit.world.seeds("test")[:6])
+    probe = OracleProbe(batch.pixels, batch.objects, IMAGE)
+    asked = [parse_caption(c) for c in batch.captions]
+    perfect = text_to_visual_metrics(probe, batch.pixels, asked, real=batch.pixels)
+    assert perfect["acc_all"] == 1.0 and abs(perfect["lab_fid"]) < 1e-6
+    shuffled = text_to_visual_metrics(probe, batch.pixels.roll(1, 0), asked)
+    assert shuffled["acc_all"] < 1.0
+
+
+def test_a_perfect_sketch_model_has_pixel_accuracy_one(kit) -> None:
+    batch = kit.world.videos(kit.world.seeds("test")[:3])
+    seg = OracleProbe(batch.pixels.flatten(0, 1), [[]] * 6, ())
+    seg.sketches = {
+        seg._key(p): s
+        for p, s in zip(batch.pixels.flatten(0, 1), batch.sketch.flatten(0, 1), strict=True)
+    }
+
+    class FrameSegmenter:
+        def predict(self, pixels, **_):
+            return torch.stack([seg.predict(v) for v in pixels])
+
+    assert sketch_metrics(FrameSegmenter(), batch.pixels, batch.sketch)["pixel_accuracy"] == 1.0
+
+
+def test_a_perfect_completion_keeps_the_visible_part_and_reads_right(kit) -> None:
+    inputs = task_items("i2i", kit, "test", 4)
+    probe = OracleProbe(inputs["pixels"], inputs["objects"], IMAGE)
+    fixed = torch.ones(4, 4, 4, dtype=torch.bool)
+    tokens = torch.randint(0, 8, (4, 4, 4))
+    m = completion_metrics(
+        probe,
+        inputs["pixels"],
+        inputs["pixels"],
+        inputs["visible"],
+        inputs["objects"],
+        tokens=tokens,
+        fixed=fixed,
+        given=tokens,
+    )
+    assert m["acc_all"] == 1.0 and math.isinf(m["psnr_hidden_db"]) and m["given_tokens_kept"] == 1
+    blank = torch.where(inputs["visible"][:, None], inputs["pixels"], 0.0)
+    m = completion_metrics(probe, blank, inputs["pixels"], inputs["visible"], inputs["objects"])
+    assert math.isinf(m["psnr_visible_db"]) and m["psnr_hidden_db"] < 40 and m["acc_all"] == 0
+
+
+def test_a_perfect_predictor_beats_copy_the_last_frame_and_copying_does_not(kit) -> None:
+    cfg = make_config("smoke", **{"world.frames": 4, "world.image_size": 24})
+    world = ShapesWorld(cfg.world)
+    batch = world.videos(world.seeds("test")[:4])
+    copy = batch.pixels[:, :1].expand_as(batch.pixels).contiguous()
+    probe = OracleProbe(torch.cat([batch.pixels, copy]), batch.objects * 2, VIDEO)
+    perfect = prediction_metrics(probe, batch.pixels, batch.pixels, 1, batch.objects)
+    assert perfect["beats_copy_last_from_frame2"] == 1.0 and perfect["direction_accuracy"] == 1.0
+    assert math.isinf(perfect["psnr_frame3_db"]) and perfect["ssim_frame3"] == pytest.approx(1.0)
+    copied = prediction_metrics(probe, copy, batch.pixels, 1, batch.objects)
+    assert copied["beats_copy_last_from_frame2"] == 0.0
+    assert copied["psnr_frame2_db"] == pytest.approx(copied["psnr_copy_last_frame2_db"])
+
+
+def test_edit_success_reads_the_new_attribute_and_preservation_the_rest(kit) -> None:
+    inputs = task_items("ti2i", kit, "test", 6)
+    sources = [kit.world.image(s).objects for s in inputs["seed"]]
+    probe = OracleProbe(
+        torch.cat([inputs["target"], inputs["pixels"]]), list(inputs["objects"]) + sources, IMAGE
+    )
+    args = (inputs["objects"], inputs["changed"])
+    done = manipulation_metrics(
+        probe, inputs["target"], inputs["pixels"], *args, edit_region=inputs["edit_region"]
+    )
+    assert done["edit_success"] == 1.0 and math.isinf(done["psnr_preserved_db"])
+    undone = manipulation_metrics(
+        probe, inputs["pixels"], inputs["pixels"], *args, edit_region=inputs["edit_region"]
+    )
+    assert undone["edit_success"] == 0.0
+    video = task_items("tv2v", kit, "test", 3)
+    probe = OracleProbe(video["target"], video["objects"], VIDEO)
+    m = manipulation_metrics(
+        probe,
+        video["target"],
+        video["pixels"],
+        video["objects"],
+        video["changed"],
+        given_frames=video["given_frames"],
+    )
+    assert m["edit_success_direction"] == 1.0 and math.isinf(m["psnr_preserved_db"])
+
+
+def test_evaluate_task_measures_every_task_end_to_end(kit, model) -> None:
+    from nuwa_lab.metrics.probe import build
+
+    full = TaskKit(
+        kit.cfg,
+        kit.world,
+        kit.tokenizer,
+        kit.text_tokenizer,
+        kit.seg_tokenizer,
+        build("probe", kit.cfg).eval(),
+        build("video_probe", kit.cfg).eval(),
+        build("segmenter", kit.cfg).eval(),
+    )
+    expected = {
+        "t2i": "lab_fid",
+        "t2v": "lab_fvd",
+        "s2i": "pixel_accuracy",
+        "s2v": "pixel_accuracy",
+        "i2i": "psnr_hidden_db",
+        "v2v": "psnr_copy_last_frame1_db",
+        "ti2i": "edit_success",
+        "tv2v": "psnr_preserved_db",
+    }
+    for name, key in expected.items():
+        ev = evaluate_task(name, model, full, split="held_out", n=2)
+        assert key in ev.metrics and ev.output.pixels.shape[0] == 2
+        assert all(k.startswith("held_out_") for k in ev.prefixed())
+
+
+# ---- fine-tuning --------------------------------------------------------------------------------
+
+
+def test_a_finetune_model_starts_from_the_pretrained_weights(kit, model) -> None:
+    from nuwa_lab.finetune import build_finetune_model
+
+    copy = build_finetune_model(kit.cfg, "s2i", pretrained=model)
+    for (name, a), b in zip(model.state_dict().items(), copy.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    context = build_finetune_model(kit.cfg, "i2i", context=True, pretrained=model)
+    table = context.condition_embedding.sketch.weight
+    assert table.shape[0] == model.codebook_size + 1  # K codes + the mask code
+    assert torch.equal(table, model.target_embedding.token.weight)  # codes + <bos> as the mask
+    with pytest.raises(ValueError, match="context=True is the image completion variant"):
+        build_finetune_model(kit.cfg, "v2v", context=True)
+
+
+@pytest.mark.slow
+def test_finetuning_lowers_the_validation_loss_of_the_task(tmp_path, kit) -> None:
+    from dataclasses import replace
+
+    from nuwa_lab.finetune import finetune
+
+    cfg = make_config(
+        "smoke", **{"tasks.finetune_steps": 25, "tasks.finetune_lr": 3e-3, "sample.num_eval": 8}
+    )
+    kit = replace(kit, cfg=cfg)
+    torch.manual_seed(0)
+    fresh = Nuwa.from_config(cfg)
+    start = {k: v.clone() for k, v in fresh.state_dict().items()}
+    tuned, metrics = finetune(
+        "s2i", cfg, pretrained=fresh, kit=kit, workdir=tmp_path / "run", progress=False
+    )
+    assert metrics["steps"] == 25 and (tmp_path / "run" / "pool_train.pt").is_file()
+    assert metrics["val_loss_finetuned"] < metrics["val_loss_pretrained"] - 0.3
+    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in start.items())  # a copy trained
+    assert not torch.equal(tuned.head.weight.cpu(), start["head.weight"])
+
+
+def test_reranking_keeps_the_candidate_the_probe_reads_best(kit, model) -> None:
+    from nuwa_lab.metrics.probe import build
+    from nuwa_lab.sample import sample
+    from nuwa_lab.tasks import probe_score_fn
+
+    inputs = task_items("t2i", kit, "test", 2)
+    asked = [parse_caption(c) for c in inputs["caption"]]
+    probe = build("probe", kit.cfg).eval()
+    score = probe_score_fn(probe, kit.tokenizer, asked, candidates=3)
+    args = dict(tokenizer=kit.tokenizer, text_tokenizer=kit.text_tokenizer)
+    out = run_task("t2i", model, inputs, generator=0, candidates=3, score_fn=score, **args)
+    t = task_tensors("t2i", model, inputs, **args)  # the 3 candidates of each caption, in a row
+    drawn = sample(model, t.condition.repeat_interleave(3), t.grid, generator=0)
+    best = score(drawn).reshape(2, 3).argmax(dim=1)
+    assert torch.equal(out.tokens, drawn[torch.arange(2) * 3 + best])
+    full = TaskKit(kit.cfg, kit.world, kit.tokenizer, kit.text_tokenizer, kit.seg_tokenizer,
+                   probe, None, build("segmenter", kit.cfg).eval())  # fmt: skip
+    with pytest.raises(ValueError, match="has no caption"):
+        evaluate_task("s2i", model, full, n=1, candidates=2)
