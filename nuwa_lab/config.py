@@ -12,8 +12,8 @@ Sizes are first-class (nanoGPT's habit): a preset names a whole, consistent set 
     cfg = make_config("tiny", **{"model.dim": 128, "train.steps": 500})
     cfg = make_config("smoke", model__dim=32)  # "__" works where a dot cannot be typed
 
-An unknown preset or key raises a ValueError listing the valid ones. Each component reads only its own
-section (`cfg.world`, `cfg.tokenizer`, ...); `cfg.device` and `cfg.seed` are shared.
+An unknown preset or key raises a ValueError listing the valid ones. Each component reads only its
+own section (`cfg.world`, `cfg.tokenizer`, ...); `cfg.device` and `cfg.seed` are shared.
 """
 
 from __future__ import annotations
@@ -53,43 +53,55 @@ class WorldConfig:
 class TextConfig:
     """Word-level caption tokenizer."""
 
-    max_length: int = 16  # tokens per caption, <bos> and <eos> included
+    max_length: int = 18  # tokens per caption, <bos> and <eos> included (one object needs 17)
 
 
 @dataclass(frozen=True)
 class TokenizerConfig:
-    """VQ-GAN / VQ-VAE / VQ-GAN-Seg (NÜWA §3.1, taming-transformers)."""
+    """VQ-GAN / VQ-VAE / VQ-GAN-Seg (NÜWA §3.1, taming-transformers); see nuwa_lab.tokenizer."""
 
-    kind: str = "vqgan"  # vqgan | vqvae
-    downsample: int = 4  # image side / token grid side: 4 or 8
-    channels: int = 64  # width of the first conv stage
-    channel_mult: tuple[int, ...] = (1, 2)  # one entry per stage; stages = log2(downsample) + 1
+    kind: str = "vqgan"  # the artifact later notebooks load: vqgan | vqvae
+    downsample: int = 4  # f, image side / token grid side (a power of two: 4, 8, ...)
+    channels: int = 32  # width of the first conv stage
+    # one multiplier per stage; stages = log2(downsample) + 1 (a short tuple repeats its last entry)
+    channel_mult: tuple[int, ...] = (1, 2, 2)
     res_blocks: int = 1  # residual blocks per stage
     codebook_size: int = 256  # K, the number of codes
     code_dim: int = 32  # d_z, the width of a code
-    beta: float = 0.25  # commitment weight
+    beta: float = 0.25  # commitment weight (on the encoder term)
     ema: bool = True  # EMA codebook updates instead of the codebook loss
-    ema_decay: float = 0.99
-    dead_code_threshold: float = 1e-3  # restart codes whose EMA usage falls below this
-    perceptual_weight: float = 0.1
-    gan_weight: float = 0.1
+    ema_decay: float = 0.99  # gamma
+    init: str = "kmeans++"  # data-dependent codebook init from the first batch: kmeans++ | random
+    dead_code_steps: int = 20  # restart a code left unused for this many training steps (0 = off)
+    rec_loss: str = "l1"  # l1 | l2
+    perceptual_weight: float = 0.1  # w_P (LPIPS); 0 for VQ-VAE
+    gan_weight: float = 0.1  # w_G, times the adaptive weight lambda; 0 for VQ-VAE
     disc_start: int = 1000  # step at which the discriminator loss switches on
     disc_channels: int = 32
+    disc_layers: int = 2  # stride-2 layers of the PatchGAN discriminator
     seg_codebook_size: int = 64  # VQ-GAN-Seg codebook
     steps: int = 3000
     batch_size: int = 32
     lr: float = 2e-4
+    warmup: int = 100  # linear warm-up steps, then cosine (nuwa_lab.train)
+    seed: int = 0  # training seed: tokenizers are shared instruments, not per-experiment
+    eval_samples: int = 512  # validation images scored when an artifact is trained
 
 
 @dataclass(frozen=True)
 class ProbeConfig:
     """The probe that reads attributes back, and the segmenter (the lab's CLIPSIM / Detected PA)."""
 
-    channels: int = 32
-    steps: int = 1500
+    channels: int = 16  # width of the first conv stage (probe features: 8 * channels)
+    steps: int = 1000  # image probe optimizer steps
+    video_steps: int = 2000  # video probe optimizer steps (direction needs the longest)
+    seg_steps: int = 400  # segmenter optimizer steps
     batch_size: int = 64
     lr: float = 2e-3
-    seg_steps: int = 800
+    noise: float = 0.05  # augmentation: per-sample Gaussian noise std ~ U(0, noise)
+    blur: float = 0.6  # augmentation: 3x3 Gaussian blur sigma ~ U(0, blur) on half the samples
+    eval_size: int = 1000  # test / held-out samples scored after training
+    seed: int = 0  # the probes are instruments: independent of the experiment seed
 
 
 @dataclass(frozen=True)
@@ -112,16 +124,19 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The shared training loop."""
+    """The shared training loop (nuwa_lab.train): schedule, optimizer defaults, checkpoints."""
 
-    steps: int = 2000
-    batch_size: int = 32
-    lr: float = 1e-3
-    warmup: int = 100
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    log_every: int = 50
-    ckpt_every: int = 500
+    steps: int = 2000  # S, optimizer steps; the cosine schedule spans them
+    batch_size: int = 32  # the global batch (split evenly over data-parallel ranks)
+    lr: float = 1e-3  # eta_0, peak learning rate (make_adamw's default)
+    warmup: int = 100  # W, linear warm-up steps (0 = none)
+    min_lr_ratio: float = 0.1  # rho, the cosine ends at rho * eta_0 (1.0 = constant after warm-up)
+    weight_decay: float = 0.01  # AdamW decay on matrices (ndim >= 2) only
+    betas: tuple[float, float] = (0.9, 0.95)  # AdamW (beta_1, beta_2)
+    grad_clip: float = 1.0  # c, max global gradient norm per optimizer (0 = off)
+    amp: bool = True  # bf16 autocast on CUDA (always fp32 on the CPU)
+    log_every: int = 50  # progress bar refresh
+    ckpt_every: int = 500  # checkpoint interval (0 = only at the end)
     task_mix: tuple[tuple[str, float], ...] = (("t2i", 1.0), ("v2v", 1.0), ("t2v", 1.0))
 
 
@@ -132,8 +147,29 @@ class SampleConfig:
     temperature: float = 1.0
     top_k: int = 0  # 0 = off
     top_p: float = 1.0  # 1.0 = off
+    candidates: int = 1  # samples drawn per condition; > 1 keeps the one the probe ranks first
     batch_size: int = 16
     num_eval: int = 64  # samples generated per evaluation
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """The eight tasks (nuwa_lab.tasks) and fine-tuning on one of them (nuwa_lab.finetune)."""
+
+    given_frames: int = 1  # V2V / TV2V: leading frames given as fixed tokens (1..frames-1)
+    finetune_steps: int = 300  # optimizer steps of one task's fine-tuning from the pretrained model
+    finetune_batch_size: int = 16
+    finetune_lr: float = 3e-4  # peak lr (a third of pretraining's)
+    finetune_warmup: int = 30
+    finetune_pool: int = 2048  # train items tokenized once and cached; batches are drawn from it
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Multi-task pretraining data (nuwa_lab.pretrain); the mixture is cfg.train.task_mix."""
+
+    pool: int = 8192  # train images and videos tokenized once (cached); batches drawn from them
+    val_size: int = 256  # validation images and videos for the per-task validation loss
 
 
 @dataclass(frozen=True)
@@ -148,6 +184,8 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    tasks: TaskConfig = field(default_factory=TaskConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
 
 def _preset_overrides(preset: str) -> dict[str, Any]:
@@ -160,7 +198,7 @@ def _preset_overrides(preset: str) -> dict[str, Any]:
             "world.frames": 2,
             "world.split_sizes": (1000, 64, 64),
             "tokenizer.channels": 16,
-            "tokenizer.channel_mult": (1, 1),
+            "tokenizer.channel_mult": (1, 1, 1),
             "tokenizer.codebook_size": 32,
             "tokenizer.code_dim": 8,
             "tokenizer.disc_channels": 8,
@@ -168,9 +206,13 @@ def _preset_overrides(preset: str) -> dict[str, Any]:
             "tokenizer.seg_codebook_size": 16,
             "tokenizer.steps": 4,
             "tokenizer.batch_size": 4,
+            "tokenizer.warmup": 1,
+            "tokenizer.eval_samples": 16,
             "probe.channels": 8,
             "probe.steps": 4,
+            "probe.video_steps": 4,
             "probe.seg_steps": 4,
+            "probe.eval_size": 16,
             "probe.batch_size": 8,
             "model.dim": 32,
             "model.heads": 2,
@@ -184,6 +226,12 @@ def _preset_overrides(preset: str) -> dict[str, Any]:
             "train.ckpt_every": 2,
             "sample.batch_size": 2,
             "sample.num_eval": 2,
+            "pretrain.pool": 16,
+            "pretrain.val_size": 8,
+            "tasks.finetune_steps": 2,
+            "tasks.finetune_batch_size": 2,
+            "tasks.finetune_warmup": 1,
+            "tasks.finetune_pool": 8,
         }
     if preset == "base":
         return {
@@ -191,7 +239,7 @@ def _preset_overrides(preset: str) -> dict[str, Any]:
             "world.frames": 8,
             "world.max_objects": 2,
             "world.split_sizes": (10_000_000, 20_000, 20_000),
-            "text.max_length": 24,
+            "text.max_length": 34,  # two objects: up to 33 tokens
             "tokenizer.downsample": 8,
             "tokenizer.channels": 128,
             "tokenizer.channel_mult": (1, 2, 2, 4),
@@ -202,6 +250,8 @@ def _preset_overrides(preset: str) -> dict[str, Any]:
             "tokenizer.steps": 40_000,
             "probe.channels": 64,
             "probe.steps": 8000,
+            "probe.video_steps": 8000,
+            "probe.seg_steps": 4000,
             "model.dim": 512,
             "model.heads": 8,
             "model.enc_layers": 6,
@@ -270,7 +320,8 @@ def make_config(preset: str = "tiny", **overrides: Any) -> Config:
         raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
     cfg = Config(preset=preset)
     valid = set(_valid_keys(cfg))
-    merged = {**_preset_overrides(preset), **{k.replace("__", "."): v for k, v in overrides.items()}}
+    dotted = {k.replace("__", "."): v for k, v in overrides.items()}
+    merged = {**_preset_overrides(preset), **dotted}
     for key, value in merged.items():
         if key not in valid:
             raise ValueError(

@@ -1,0 +1,58 @@
+"""Evaluation: does a generated sample show what was asked, and how close are two sample sets?
+
+    from nuwa_lab.metrics import psnr, ssim, lpips_distance, lab_fid, attribute_accuracy
+    from nuwa_lab.artifacts import get_or_train
+    probe = get_or_train("probe", cfg)
+    attribute_accuracy(probe, generated_pixels, asked_objects)  # {"shape": .., ..., "all": ..}
+
+Modules: image.py (PSNR, SSIM), frechet.py (Fréchet distance, lab-FID / lab-FVD, the Inception FID
+path), perceptual.py (LPIPS and which backbone it uses), codebook.py (usage, perplexity), probe.py
+(ImageProbe, VideoProbe, Segmenter), probe_train.py (their training; the artifact kinds "probe",
+"video_probe", "segmenter"), accuracy.py (attribute and pixel accuracy), cli.py (`python -m nuwa_lab
+probe`).
+"""
+
+from nuwa_lab.metrics.accuracy import attribute_accuracy, pixel_accuracy, segmentation_accuracy
+from nuwa_lab.metrics.codebook import codebook_usage
+from nuwa_lab.metrics.frechet import (
+    InceptionFeatures,
+    extract_features,
+    fid,
+    frechet_distance,
+    frechet_from_statistics,
+    gaussian_statistics,
+    inception_backbone,
+    lab_fid,
+    lab_fvd,
+)
+from nuwa_lab.metrics.image import psnr, ssim
+from nuwa_lab.metrics.perceptual import lpips_backbone, lpips_distance, lpips_model
+from nuwa_lab.metrics.probe import ImageProbe, Segmenter, VideoProbe
+from nuwa_lab.metrics.probe_train import augment, evaluate, train_probe
+
+__all__ = [
+    "ImageProbe",
+    "InceptionFeatures",
+    "Segmenter",
+    "VideoProbe",
+    "attribute_accuracy",
+    "augment",
+    "codebook_usage",
+    "evaluate",
+    "extract_features",
+    "fid",
+    "frechet_distance",
+    "frechet_from_statistics",
+    "gaussian_statistics",
+    "inception_backbone",
+    "lab_fid",
+    "lab_fvd",
+    "lpips_backbone",
+    "lpips_distance",
+    "lpips_model",
+    "pixel_accuracy",
+    "psnr",
+    "segmentation_accuracy",
+    "ssim",
+    "train_probe",
+]
