@@ -62,9 +62,9 @@ class TokenizerConfig:
 
     kind: str = "vqgan"  # the artifact later notebooks load: vqgan | vqvae
     downsample: int = 4  # f, image side / token grid side (a power of two: 4, 8, ...)
-    channels: int = 32  # width of the first conv stage
+    channels: int = 16  # width of the first conv stage
     # one multiplier per stage; stages = log2(downsample) + 1 (a short tuple repeats its last entry)
-    channel_mult: tuple[int, ...] = (1, 2, 2)
+    channel_mult: tuple[int, ...] = (1, 2, 4)
     res_blocks: int = 1  # residual blocks per stage
     codebook_size: int = 256  # K, the number of codes
     code_dim: int = 32  # d_z, the width of a code
@@ -73,16 +73,17 @@ class TokenizerConfig:
     ema_decay: float = 0.99  # gamma
     init: str = "kmeans++"  # data-dependent codebook init from the first batch: kmeans++ | random
     dead_code_steps: int = 20  # restart a code left unused for this many training steps (0 = off)
-    rec_loss: str = "l1"  # l1 | l2
+    rec_loss: str = "l2"  # l1 | l2 | l1+l2 (L2 learns flat colours and edges fastest)
     perceptual_weight: float = 0.1  # w_P (LPIPS); 0 for VQ-VAE
     gan_weight: float = 0.1  # w_G, times the adaptive weight lambda; 0 for VQ-VAE
-    disc_start: int = 1000  # step at which the discriminator loss switches on
+    disc_start: int = 750  # step at which the discriminator loss switches on
     disc_channels: int = 32
     disc_layers: int = 2  # stride-2 layers of the PatchGAN discriminator
     seg_codebook_size: int = 64  # VQ-GAN-Seg codebook
-    steps: int = 3000
-    batch_size: int = 32
-    lr: float = 2e-4
+    seg_steps: int = 500  # VQ-GAN-Seg training steps (class maps are easier than pixels)
+    steps: int = 1500  # VQ-GAN / VQ-VAE training steps
+    batch_size: int = 16
+    lr: float = 1e-3
     warmup: int = 100  # linear warm-up steps, then cosine (nuwa_lab.train)
     seed: int = 0  # training seed: tokenizers are shared instruments, not per-experiment
     eval_samples: int = 512  # validation images scored when an artifact is trained
@@ -205,6 +206,7 @@ def _preset_overrides(preset: str) -> dict[str, Any]:
             "tokenizer.disc_start": 2,
             "tokenizer.seg_codebook_size": 16,
             "tokenizer.steps": 4,
+            "tokenizer.seg_steps": 4,
             "tokenizer.batch_size": 4,
             "tokenizer.warmup": 1,
             "tokenizer.eval_samples": 16,
@@ -247,7 +249,11 @@ def _preset_overrides(preset: str) -> dict[str, Any]:
             "tokenizer.codebook_size": 1024,
             "tokenizer.code_dim": 64,
             "tokenizer.disc_start": 10_000,
+            "tokenizer.disc_channels": 64,
             "tokenizer.steps": 40_000,
+            "tokenizer.seg_steps": 10_000,
+            "tokenizer.batch_size": 32,
+            "tokenizer.lr": 4.5e-4,
             "probe.channels": 64,
             "probe.steps": 8000,
             "probe.video_steps": 8000,

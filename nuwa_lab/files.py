@@ -1,6 +1,6 @@
 """Atomic file writes: write to a temporary file in the same folder, then rename over the target.
 
-A reader never sees a half-written checkpoint, artifact or metrics file: either the old one or the new.
+A reader never sees a half-written checkpoint, artifact or metrics file: the old one or the new.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    text = json.dumps(obj, indent=2, sort_keys=True, default=_jsonable)
+    return atomic_write_text(path, text + "\n")
 
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:

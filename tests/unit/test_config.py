@@ -19,7 +19,8 @@ def test_presets_grow_from_smoke_to_paper() -> None:
     dims = [make_config(p).model.dim for p in PRESETS]
     assert dims == sorted(dims) and dims[0] < dims[-1]
     assert make_config("paper").model.dim == 1280
-    assert (make_config("paper").model.enc_layers, make_config("paper").model.dec_layers) == (12, 24)
+    paper = make_config("paper").model
+    assert (paper.enc_layers, paper.dec_layers) == (12, 24)
 
 
 def test_dotted_and_double_underscore_overrides_are_the_same() -> None:
