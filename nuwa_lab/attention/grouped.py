@@ -100,6 +100,25 @@ def product_positions(t: torch.Tensor, h: torch.Tensor, w: torch.Tensor, grid) -
     return rearrange(pos, "gt gh gw mt mh mw -> (gt gh gw) (mt mh mw)")
 
 
+def grid_plan(
+    spec: AttentionSpec,
+    key_ranges: tuple[KeyRange, KeyRange, KeyRange],
+    group: tuple[int, int, int],
+    device: str,
+) -> GroupPlan:
+    """One group per `group`-sized cut of the query grid (a block, a tile) with its key range."""
+    cut = [axis_groups(spec.q_grid[a], spec.kv_grid[a], group[a], key_ranges[a]) for a in range(3)]
+    q_pos = product_positions(*(c[0] for c in cut), spec.q_grid)
+    k_pos = product_positions(*(c[1] for c in cut), spec.kv_grid)
+    return plan_to(make_plan(spec, q_pos, k_pos, spec.n_kv), torch.device(device))
+
+
+# Incremental decoding asks for the same plan once per decoder layer at every step (the layers
+# share one spec), and every sample of a grid asks for the same positions again: block.py and
+# nearby.py key their `step_plan` on the hashable (spec, positions, n_keys, device) with an LRU
+# cache, so the plan is built once per step and shared by all layers, instead of costing more than
+# the step's attention in every layer. A grid of N tokens needs N entries per spec (one per
+# position); beyond maxsize, the LRU order still keeps the sharing across layers within a step.
 def positions_plan(
     spec: AttentionSpec,
     positions: torch.Tensor,

@@ -29,13 +29,10 @@ import torch
 from nuwa_lab.attention.grouped import (
     GroupPlan,
     KeyRange,
-    axis_groups,
     clipped_axes,
+    grid_plan,
     grouped_attend,
-    make_plan,
-    plan_to,
     positions_plan,
-    product_positions,
 )
 from nuwa_lab.attention.masks import AttentionSpec, window_bounds
 
@@ -62,21 +59,10 @@ def key_ranges(spec: AttentionSpec) -> tuple[KeyRange, KeyRange, KeyRange]:
 @lru_cache(maxsize=32)
 def tile_plan(spec: AttentionSpec, tile: tuple[int, int, int], device: str) -> GroupPlan:
     """The (cached) plan of tiles and halos for the whole query grid of `spec`."""
-    ranges = key_ranges(spec)
-    cut = [
-        axis_groups(spec.q_grid[a], spec.kv_grid[a], max(1, tile[a]), ranges[a]) for a in range(3)
-    ]
-    q_pos = product_positions(*(c[0] for c in cut), spec.q_grid)
-    k_pos = product_positions(*(c[1] for c in cut), spec.kv_grid)
-    return plan_to(make_plan(spec, q_pos, k_pos, spec.n_kv), torch.device(device))
+    return grid_plan(spec, key_ranges(spec), tuple(max(1, s) for s in tile), device)
 
 
-# Incremental decoding asks for the same plan once per decoder layer at every step (the layers
-# share one spec), and every sample of a grid asks for the same positions again: keyed on the
-# hashable (spec, positions, n_keys, device), the plan is built once per step and shared by all
-# layers, instead of costing more than the step's attention in every layer. A grid of N tokens
-# needs N entries per spec (one per position); beyond maxsize, the LRU order still keeps the
-# sharing across layers within a step.
+# Cached per decoding step and shared by every decoder layer: see the note in grouped.py.
 @lru_cache(maxsize=4096)
 def step_plan(
     spec: AttentionSpec, positions: tuple[int, ...], n_keys: int, device: str
