@@ -80,7 +80,7 @@ class TokenizerConfig:
     disc_channels: int = 32
     disc_layers: int = 2  # stride-2 layers of the PatchGAN discriminator
     seg_codebook_size: int = 64  # VQ-GAN-Seg codebook
-    seg_steps: int = 500  # VQ-GAN-Seg training steps (class maps are easier than pixels)
+    seg_steps: int = 300  # VQ-GAN-Seg training steps (class maps are easier than pixels)
     steps: int = 1500  # VQ-GAN / VQ-VAE training steps
     batch_size: int = 16
     lr: float = 1e-3

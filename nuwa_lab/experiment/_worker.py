@@ -8,8 +8,8 @@ macOS bytes); an interrupted run leaves no half-finished state in the runner; on
 into the next.
 
 SPEC is a JSON file: notebook, output, parameters, cwd, kernel, progress, cell_timeout, result. The
-worker writes `result` (JSON: status, error, wall_time_s, peak_mem_mb) and exits 0 whether the
-notebook failed or not; a non-zero exit means the worker itself broke.
+worker writes `result` (JSON: status, error, wall_time_s, cpu_time_s, peak_mem_mb) and exits 0
+whether the notebook failed or not; a non-zero exit means the worker itself broke.
 """
 
 from __future__ import annotations
@@ -32,6 +32,13 @@ def kernel_peak_mem_mb() -> float:
     """Peak resident memory of the largest finished child process (the kernel), in MiB."""
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def kernel_cpu_seconds() -> float:
+    """CPU time (user + system) of the finished children (the kernel): unlike wall time, it does
+    not grow when other processes share the cores."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def describe_error(e: BaseException) -> dict[str, Any]:
@@ -77,6 +84,7 @@ def execute(spec: dict[str, Any]) -> dict[str, Any]:
         "error": error,
         "wall_time_s": round(time.perf_counter() - start, 3),
         "peak_mem_mb": round(kernel_peak_mem_mb(), 1),
+        "cpu_time_s": round(kernel_cpu_seconds(), 3),
     }
 
 

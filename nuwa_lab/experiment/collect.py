@@ -7,8 +7,8 @@
 
 Only runs whose `run.json` says ok become rows (see `nuwa_lab.experiment.runner`): a half-written or
 failed run is never read as a result. Nested metrics are flattened with dots (`accuracy.shape`).
-Each row also has `run_time_s` and `run_peak_mem_mb`: the whole notebook's wall time and its
-kernel's peak memory, from run.json.
+Each row also has `run_time_s`, `run_cpu_s` and `run_peak_mem_mb`: the whole notebook's wall time,
+its kernel's CPU time and peak memory, from run.json.
 """
 
 from __future__ import annotations
@@ -24,7 +24,11 @@ from nuwa_lab.experiment.runner import METRICS_FILE, RUN_FILE, default_runs_dir,
 from nuwa_lab.experiment.sweep import find_root
 
 # run.json field -> row column; prefixed so a notebook's own `peak_mem_mb` metric is not overwritten
-RUNTIME_COLUMNS = {"wall_time_s": "run_time_s", "peak_mem_mb": "run_peak_mem_mb"}
+RUNTIME_COLUMNS = {
+    "wall_time_s": "run_time_s",
+    "cpu_time_s": "run_cpu_s",
+    "peak_mem_mb": "run_peak_mem_mb",
+}
 
 
 class Collection(list):

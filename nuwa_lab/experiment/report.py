@@ -84,11 +84,16 @@ def _runtime_table(doc: Document, runs: list[dict[str, Any]], lab_seconds: float
                 "notebook": run["title"],
                 "status": record.get("status", "unfinished"),
                 "wall time (min)": seconds / 60 if seconds is not None else None,
+                "kernel CPU (min)": cpu / 60 if (cpu := record.get("cpu_time_s")) else None,
+                "load (5 min)": (record.get("load_avg") or [None, None])[1],
                 "peak memory (MB)": record.get("peak_mem_mb"),
                 "finished": record.get("finished"),
             }
         )
-    rows.append({"notebook": "**total**", "wall time (min)": total / 60})
+    cpu_total = sum((run["record"] or {}).get("cpu_time_s") or 0.0 for run in runs)
+    rows.append(
+        {"notebook": "**total**", "wall time (min)": total / 60, "kernel CPU (min)": cpu_total / 60}
+    )
     doc.table(rows, floatfmt=".3g")
     if lab_seconds is not None:
         doc.paragraph(
@@ -96,8 +101,11 @@ def _runtime_table(doc: Document, runs: list[dict[str, Any]], lab_seconds: float
             "had finished before were skipped; their times above are from when they ran)."
         )
     doc.paragraph(
-        "Peak memory is the kernel process's maximum resident set size (`ru_maxrss`); it "
-        "includes the Python interpreter, torch and the notebook's data."
+        "Wall time grows when other programs share the cores (the load average beside it says "
+        "how busy the machine was); kernel CPU time is the notebook's own user + system time "
+        "(more than the wall time when torch uses several threads). Peak memory is the kernel "
+        "process's maximum resident set size (`ru_maxrss`): the Python interpreter, torch and "
+        "the notebook's data."
     )
 
 

@@ -127,6 +127,14 @@ def provenance(root: str) -> dict[str, Any]:
     }
 
 
+def _load_average() -> list[float] | None:
+    """1, 5 and 15-minute load averages at the end of a run: context for its wall time."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def _extract_figures(nb: dict[str, Any], folder: Path) -> list[str]:
     """Write the notebook's inline PNG outputs to `folder` as cellNN_k.png; return their names."""
     names = []
@@ -232,6 +240,8 @@ def execute_run(
         "started": started.isoformat(timespec="seconds"),
         "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "wall_time_s": result.get("wall_time_s"),
+        "cpu_time_s": result.get("cpu_time_s"),
+        "load_avg": _load_average(),
         "peak_mem_mb": result.get("peak_mem_mb"),
         "peak_mem_method": PEAK_MEM_METHOD,
         "has_metrics": (tmp / METRICS_FILE).exists(),

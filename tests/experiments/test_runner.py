@@ -169,6 +169,7 @@ def test_grid_runs_into_named_folders_then_skips_and_force_reruns(project: Path)
     }
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "ok" and record["wall_time_s"] > 0 and record["peak_mem_mb"] > 10
+    assert 0 < record["cpu_time_s"] and len(record["load_avg"]) == 3
     assert {"python", "torch", "nuwa_lab"} <= set(record["versions"]) and "git_revision" in record
     assert (run_dir / "figures" / record["figures"][0]).read_bytes().startswith(b"\x89PNG")
     executed = nbformat.read(run_dir / "99_test.ipynb", as_version=4)
