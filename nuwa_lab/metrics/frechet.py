@@ -13,8 +13,7 @@ Axes: `n` samples, `d` feature width; pixels are (b, 3, h, w) or (b, t, 3, h, w)
 | symbol | code | meaning |
 |---|---|---|
 | $\mu_a, \Sigma_a$ | `mu_a`, `sigma_a` | mean (d,) and covariance (d, d) of the features of set a |
-| $(\Sigma_a\Sigma_b)^{1/2}$ | `covmean` | matrix square root (`scipy.linalg.sqrtm`) |
-| $\epsilon$ | `eps` | diagonal offset added when the product is singular / the root not finite |
+| $\mathrm{Tr}(\Sigma_a\Sigma_b)^{1/2}$ | `trace_covmean` | $\sum_i \sqrt{\lambda_i(\Sigma_a^{1/2}\Sigma_b\Sigma_a^{1/2})}$, $\Sigma_a^{1/2}$ by `scipy.linalg.sqrtm` |
 
 $d^2 = \lVert\mu_a - \mu_b\rVert^2 + \mathrm{Tr}(\Sigma_a + \Sigma_b - 2(\Sigma_a\Sigma_b)^{1/2})$
 """
@@ -54,14 +53,18 @@ def gaussian_statistics(feats) -> tuple[np.ndarray, np.ndarray]:
 
 
 def frechet_from_statistics(
-    mu_a: np.ndarray, sigma_a: np.ndarray, mu_b: np.ndarray, sigma_b: np.ndarray, *, eps=1e-6
+    mu_a: np.ndarray, sigma_a: np.ndarray, mu_b: np.ndarray, sigma_b: np.ndarray
 ) -> float:
     r"""$\lVert\mu_a-\mu_b\rVert^2 + \mathrm{Tr}(\Sigma_a+\Sigma_b-2(\Sigma_a\Sigma_b)^{1/2})$.
 
-    The usual numerical care (as in pytorch-fid): when the square root of $\Sigma_a\Sigma_b$ is not
-    finite or not accurate (singular covariances, e.g. fewer samples than feature dimensions), both
-    covariances get $\epsilon I$ added; a small imaginary part from round-off is dropped, a large
-    one raises. Round-off can make the result a hair below zero; it is clamped at 0.
+    The trace of $(\Sigma_a\Sigma_b)^{1/2}$ is computed from the symmetric form
+    $M = \Sigma_a^{1/2}\,\Sigma_b\,\Sigma_a^{1/2}$, which has the same eigenvalues as
+    $\Sigma_a\Sigma_b$: $\mathrm{Tr}(\Sigma_a\Sigma_b)^{1/2} = \sum_i \sqrt{\lambda_i(M)}$.
+    $M$ is symmetric positive semi-definite, so its eigenvalues are real and round-off below zero is
+    clipped: the result stays exact when the covariances are singular (fewer samples than feature
+    dimensions, as with 64 generated images and 128 probe features), where the usual
+    `sqrtm(sigma_a @ sigma_b)` picks up an imaginary part and needs an ad-hoc epsilon.
+    Round-off can make the result a hair below zero; it is clamped at 0.
     """
     from scipy.linalg import LinAlgWarning, sqrtm
 
@@ -72,34 +75,21 @@ def frechet_from_statistics(
             f"feature widths differ: mu {mu_a.shape} vs {mu_b.shape}, "
             f"sigma {sigma_a.shape} vs {sigma_b.shape}; use the same feature network"
         )
-    product = sigma_a @ sigma_b
-    with warnings.catch_warnings():  # singular products are handled below
+    with warnings.catch_warnings():  # a singular sigma_a is fine: its root is still exact
         warnings.simplefilter("ignore", LinAlgWarning)
-        covmean = sqrtm(product)
-    residual = np.linalg.norm(covmean @ covmean - product) / max(np.linalg.norm(product), 1e-300)
-    if not np.isfinite(covmean).all() or residual > 1e-6:
-        offset = np.eye(sigma_a.shape[0]) * eps
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", LinAlgWarning)
-            covmean = sqrtm((sigma_a + offset) @ (sigma_b + offset))
-    if np.iscomplexobj(covmean):
-        imag = np.abs(np.diagonal(covmean).imag).max()
-        if imag > 1e-3:
-            raise ValueError(
-                f"sqrtm(sigma_a @ sigma_b) has an imaginary component of {imag:.3g}; "
-                "the covariances are badly conditioned: use more samples or larger eps"
-            )
-        covmean = covmean.real
+        root_a = np.real(sqrtm(sigma_a))
+    root_a = (root_a + root_a.T) / 2
+    middle = root_a @ sigma_b @ root_a
+    eigenvalues = np.linalg.eigvalsh((middle + middle.T) / 2)
+    trace_covmean = np.sqrt(np.clip(eigenvalues, 0.0, None)).sum()
     diff = mu_a - mu_b
-    d2 = diff @ diff + np.trace(sigma_a) + np.trace(sigma_b) - 2 * np.trace(covmean)
+    d2 = diff @ diff + np.trace(sigma_a) + np.trace(sigma_b) - 2 * trace_covmean
     return float(max(d2, 0.0))
 
 
-def frechet_distance(feats_a, feats_b, *, eps: float = 1e-6) -> float:
+def frechet_distance(feats_a, feats_b) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets (n_a, d) and (n_b, d)."""
-    return frechet_from_statistics(
-        *gaussian_statistics(feats_a), *gaussian_statistics(feats_b), eps=eps
-    )
+    return frechet_from_statistics(*gaussian_statistics(feats_a), *gaussian_statistics(feats_b))
 
 
 @torch.no_grad()

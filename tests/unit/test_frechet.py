@@ -64,13 +64,29 @@ def test_frechet_of_two_draws_of_one_distribution_is_near_zero():
 
 
 def test_frechet_survives_singular_covariances():
-    # 6 samples in 20 dimensions: both covariances have rank <= 5; sqrtm needs the eps offset
+    # 6 samples in 20 dimensions: both covariances have rank <= 5
     rng = np.random.default_rng(2)
     a, b = rng.normal(size=(6, 20)), rng.normal(size=(6, 20)) + 3.0
     d_ab = frechet_distance(a, b)
     assert np.isfinite(d_ab) and d_ab > 20 * 9 * 0.5  # the mean shift alone gives ~ 20 * 9
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-3)
     assert frechet_distance(torch.from_numpy(a), torch.from_numpy(a).float()) < 1e-3
+
+
+def test_frechet_of_fewer_samples_than_dimensions_matches_the_eigh_route():
+    # 64 samples of 128 correlated features (the probe's width at the tiny preset): two rank-63
+    # covariances. sqrtm(sigma_a @ sigma_b) of such products can turn complex (seen with the probe
+    # features of 64 generated T2I images); the symmetric route stays real and exact
+    rng = np.random.default_rng(3)
+    mix = rng.normal(size=(128, 128)) / 8
+    a = rng.normal(size=(64, 128)) @ mix
+    b = rng.normal(size=(64, 128)) @ (mix + 0.1) + 0.2
+    mu_a, s_a = a.mean(0), np.cov(a, rowvar=False)
+    mu_b, s_b = b.mean(0), np.cov(b, rowvar=False)
+    root_a = _sym_sqrt(s_a)
+    cross = np.trace(_sym_sqrt(root_a @ s_b @ root_a))
+    expected = np.sum((mu_a - mu_b) ** 2) + np.trace(s_a) + np.trace(s_b) - 2 * cross
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
 
 
 def test_frechet_rejects_bad_inputs():
