@@ -13,7 +13,7 @@ Axes: `n` samples, `d` feature width; pixels are (b, 3, h, w) or (b, t, 3, h, w)
 | symbol | code | meaning |
 |---|---|---|
 | $\mu_a, \Sigma_a$ | `mu_a`, `sigma_a` | mean (d,) and covariance (d, d) of the features of set a |
-| $\mathrm{Tr}(\Sigma_a\Sigma_b)^{1/2}$ | `trace_covmean` | $\sum_i \sqrt{\lambda_i(\Sigma_a^{1/2}\Sigma_b\Sigma_a^{1/2})}$, $\Sigma_a^{1/2}$ by `scipy.linalg.sqrtm` |
+| $\mathrm{Tr}(\Sigma_a\Sigma_b)^{1/2}$ | `trace_covmean` | $\sum_i \sqrt{\lambda_i(M)}$ (below) |
 
 $d^2 = \lVert\mu_a - \mu_b\rVert^2 + \mathrm{Tr}(\Sigma_a + \Sigma_b - 2(\Sigma_a\Sigma_b)^{1/2})$
 """
