@@ -9,8 +9,12 @@ kind is registered by the module that owns it:
 
 - `sections`: the names of the `Config` fields the artifact depends on: whole sections ("world",
   "seed", ...) or single fields ("probe.steps"). The folder is `<root>/<kind>-<hash>/` with hash =
-  `config_hash(kind, version, those fields)`, so a change of any of them (or of `version`, bumped
-  when the training code changes its results) trains a new artifact beside the old one.
+  `config_hash(kind, version, those fields)`, so a change of any of them trains a new artifact
+  beside the old one.
+- `code`: the modules (or packages) whose source decides what training produces. Their code is
+  part of `version` (`code_version`: a hash of their syntax trees without comments, docstrings or
+  formatting), so editing the training code retrains instead of loading a stale artifact; a
+  hand-written `version` can still be bumped for what the source does not show.
 - `train_fn(cfg, *, workdir, progress)` trains and returns the module (or `(module, metrics_dict)`);
   `workdir` (`<folder>/train/`) is where it keeps its training checkpoints, so an interrupted run
   resumes.
@@ -30,6 +34,8 @@ The root is `$NUWA_LAB_ARTIFACTS` when set, else `<repo>/data/artifacts`.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import os
 import pickle
@@ -58,7 +64,56 @@ class ArtifactKind:
     train_fn: Callable[..., Any]
     sections: tuple[str, ...]
     build_fn: Callable[[Any], Any] | None = None
-    version: str = "1"
+    base_version: str = "1"
+    code: tuple[str, ...] = ()
+
+    @property
+    def version(self) -> str:
+        """The hand-written version plus the hash of the code the artifact depends on."""
+        return f"{self.base_version}+{code_version(*self.code)}" if self.code else self.base_version
+
+
+# What every trained artifact depends on: the data and the training loop.
+WORLD_AND_LOOP = ("nuwa_lab.world", "nuwa_lab.train", "nuwa_lab.trainable")
+
+
+def _source_files(module: str) -> list[Path]:
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise ValueError(f"artifact code module {module!r} does not exist")
+    if spec.submodule_search_locations:  # a package: every .py file in it
+        return sorted(
+            p for folder in spec.submodule_search_locations for p in Path(folder).rglob("*.py")
+        )
+    return [Path(spec.origin)]
+
+
+def _without_docstrings(tree: Any) -> Any:
+    import ast
+
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                if isinstance(body[0].value.value, str):
+                    node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+@functools.cache
+def code_version(*modules: str) -> str:
+    """A short hash of the code of `modules`: their syntax trees, so comments, docstrings and
+    formatting do not count, but any change to what the code does does."""
+    import ast
+
+    digest = hashlib.sha256()
+    for module in sorted(set(modules)):
+        for path in _source_files(module):
+            tree = _without_docstrings(ast.parse(path.read_text(), filename=str(path)))
+            digest.update(path.name.encode() + ast.dump(tree).encode())
+    return digest.hexdigest()[:8]
 
 
 _REGISTRY: dict[str, ArtifactKind] = {}
@@ -80,14 +135,21 @@ def register_artifact(
     *,
     build_fn: Callable[[Any], Any] | None = None,
     version: str = "1",
+    code: Sequence[str] = (),
 ) -> None:
-    """Register how to train (and rebuild) the artifact `kind`; re-registering replaces it."""
+    """Register how to train (and rebuild) the artifact `kind`; re-registering replaces it.
+
+    `code`: module names whose source is hashed into the version (see the module docstring)."""
     if isinstance(sections, str):
         raise TypeError(
             f"sections must be a sequence of config field names, not the string "
             f"{sections!r}; write ({sections!r},)"
         )
-    _REGISTRY[kind] = ArtifactKind(kind, train_fn, tuple(sections), build_fn, str(version))
+    if isinstance(code, str):
+        raise TypeError(f"code must be a sequence of module names, not the string {code!r}")
+    _REGISTRY[kind] = ArtifactKind(
+        kind, train_fn, tuple(sections), build_fn, str(version), tuple(code)
+    )
 
 
 def registered_kinds() -> list[str]:

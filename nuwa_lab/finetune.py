@@ -43,14 +43,16 @@ from torch import nn
 from nuwa_lab.artifacts import get_or_train, register_artifact
 from nuwa_lab.config import TrainConfig, resolve_device
 from nuwa_lab.model import KINDS, Condition, Nuwa
+from nuwa_lab.model.artifact import CODE as PRETRAINED_CODE
 from nuwa_lab.model.artifact import SECTIONS as PRETRAINED_SECTIONS
 from nuwa_lab.model.artifact import VERSION as PRETRAINED_VERSION
 from nuwa_lab.pretrain import PRETRAIN_TASKS
 from nuwa_lab.tasks.run import has_visible_context, task_tensors
 from nuwa_lab.tasks.spec import TASK_SPECS, get_task
 
-# bump when a change here changes the fine-tuned weights (the pretrained model's version is in it)
+# hand-written part of the version; the code below (the pretrained model's included) is hashed in
 VERSION = f"1+nuwa{PRETRAINED_VERSION}"
+CODE = ("nuwa_lab.finetune", "nuwa_lab.tasks.run", "nuwa_lab.tasks.spec", *PRETRAINED_CODE)
 PRETRAINED_KIND = "nuwa"
 # everything the pretrained model depends on, plus this module's section (cfg.tasks)
 SECTIONS = (*PRETRAINED_SECTIONS, "tasks")
@@ -358,6 +360,7 @@ def _register() -> None:
                     cfg, name, context=context
                 ),
                 version=VERSION,
+                code=CODE,
             )
 
 

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
-from nuwa_lab.artifacts import register_artifact
+from nuwa_lab.artifacts import WORLD_AND_LOOP, register_artifact
 from nuwa_lab.config import TrainConfig, resolve_device
 from nuwa_lab.metrics.accuracy import attribute_accuracy, segmentation_accuracy
 from nuwa_lab.metrics.probe import build, probe_world
@@ -40,7 +40,8 @@ from nuwa_lab.world import ShapesWorld, attribute_classes
 
 PROBE_KINDS = ("probe", "video_probe", "segmenter")
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
-VERSION = "2"  # bump when a change of this code changes the trained probes
+VERSION = "2"  # the code below is hashed into it too (nuwa_lab.artifacts.code_version)
+CODE = ("nuwa_lab.metrics.probe", "nuwa_lab.metrics.probe_train", *WORLD_AND_LOOP)
 # What each kind depends on: the world, the shared probe settings and its own number of steps
 # (so a longer video probe does not retrain the image probe).
 SHARED = (
@@ -220,6 +221,7 @@ def _register() -> None:
             (*SHARED, STEPS_FIELD[kind]),
             build_fn=lambda cfg, kind=kind: build(kind, cfg),
             version=VERSION,
+            code=CODE,
         )
 
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from nuwa_lab.artifacts import register_artifact
+from nuwa_lab.tokenizer.trainer import CODE as TOKENIZER_CODE
 
-VERSION = "2"  # bump when a change in nuwa_lab.pretrain changes the pretrained weights
+VERSION = "2"  # the code below is hashed into it too (nuwa_lab.artifacts.code_version)
+# the code that decides the pretrained weights: the model, its attention, pretraining, the tokens
+CODE = ("nuwa_lab.model", "nuwa_lab.attention", "nuwa_lab.pretrain", *TOKENIZER_CODE)
 # what the pretrained model depends on (the artifact's hash): data, tokenizers, model, loop, seed
 SECTIONS = ("world", "text", "tokenizer", "model", "train", "pretrain", "seed")
 
@@ -28,4 +31,4 @@ def _build(cfg: Any):
 
 
 def register() -> None:
-    register_artifact("nuwa", _train, SECTIONS, build_fn=_build, version=VERSION)
+    register_artifact("nuwa", _train, SECTIONS, build_fn=_build, version=VERSION, code=CODE)

@@ -28,14 +28,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from nuwa_lab.artifacts import register_artifact
+from nuwa_lab.artifacts import WORLD_AND_LOOP, register_artifact
 from nuwa_lab.config import TokenizerConfig, TrainConfig, resolve_device
 from nuwa_lab.tokenizer.losses import VQGANLoss
 from nuwa_lab.tokenizer.seg import VQGANSeg, segmentation_loss
 from nuwa_lab.tokenizer.vqgan import VQGAN, VQModel
 
 KINDS = ("vqgan", "vqvae", "vqgan_seg")
-VERSION = "1"  # bump when a change of this package changes the trained tokenizers
+VERSION = "1"  # the code below is hashed into it too (nuwa_lab.artifacts.code_version)
+# the code that decides what a trained tokenizer is: this package, its LPIPS loss, data and loop
+CODE = ("nuwa_lab.tokenizer", "nuwa_lab.metrics.perceptual", *WORLD_AND_LOOP)
 VIDEO_FRACTION = 4  # one sample in VIDEO_FRACTION is a random video frame
 
 
@@ -235,6 +237,7 @@ def _register() -> None:
             ("world", "tokenizer"),
             build_fn=lambda cfg, kind=kind: build(kind, cfg),
             version=VERSION,
+            code=CODE,
         )
 
 

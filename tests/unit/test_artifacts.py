@@ -73,6 +73,53 @@ def test_code_version_change_retrains(kind, cfg, tmp_path):
     assert len(CALLS) == 2
 
 
+def _write_module(folder, body):
+    (folder / "nuwa_lab_codever_demo.py").write_text(body)
+    artifacts.code_version.cache_clear()
+
+
+def test_code_version_hashes_what_the_code_does_not_how_it_is_written(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    name = "nuwa_lab_codever_demo"
+    _write_module(tmp_path, "def f(x):\n    return x + 1\n")
+    original = artifacts.code_version(name)
+    _write_module(
+        tmp_path, '"""Docs."""\n\n\ndef f( x ):  # a comment\n    """More."""\n    return (x + 1)\n'
+    )
+    assert artifacts.code_version(name) == original  # comments, docstrings, layout: same
+    _write_module(tmp_path, "def f(x):\n    return x + 2\n")
+    assert artifacts.code_version(name) != original  # what it computes changed
+    artifacts.code_version.cache_clear()
+    with pytest.raises(ValueError, match="does not exist"):
+        artifacts.code_version("nuwa_lab_no_such_module")
+
+
+def test_editing_the_registered_code_retrains(kind, cfg, tmp_path, monkeypatch):
+    code_dir = tmp_path / "code"
+    code_dir.mkdir()
+    monkeypatch.syspath_prepend(str(code_dir))
+    _write_module(code_dir, "STEPS = 1\n")
+    register = dict(build_fn=_build_linear, code=("nuwa_lab_codever_demo",))
+    artifacts.register_artifact(kind, _train_linear, ("probe",), **register)
+    root = tmp_path / "artifacts"
+    get_or_train(kind, cfg, root=root, progress=False)
+    get_or_train(kind, cfg, root=root, progress=False)
+    assert len(CALLS) == 1
+    first = artifact_dir(kind, cfg, root=root)
+    _write_module(code_dir, "STEPS = 2\n")
+    get_or_train(kind, cfg, root=root, progress=False)
+    assert len(CALLS) == 2 and artifact_dir(kind, cfg, root=root) != first
+    assert load_meta(kind, cfg, root=root)["version"].startswith("1+")
+
+
+def test_the_real_artifacts_hash_their_code():
+    from nuwa_lab.artifacts import _kind
+
+    for name in ("vqgan", "probe", "nuwa", "nuwa_finetuned_t2i"):
+        assert "+" in _kind(name).version and _kind(name).code, name
+    assert "nuwa_lab.tokenizer" in _kind("nuwa").code  # the tokens the model learns from
+
+
 def test_truncated_weights_give_a_clear_error_and_retrain_fixes_it(kind, cfg, tmp_path):
     get_or_train(kind, cfg, root=tmp_path, progress=False)
     path = artifact_dir(kind, cfg, root=tmp_path) / artifacts.MODEL_FILE
