@@ -4,7 +4,9 @@
 2. the notebooks that exist, in dependency order (`STAGES`), each through papermill into
    `experiments/runs/lab-<preset>/<notebook>/` with the sweep runner's run folders: a notebook that
    finished before is skipped (unless `--force`), a failing one is recorded and the lab goes on
-   (later notebooks train what they need through `nuwa_lab.artifacts.get_or_train`);
+   (later notebooks train what they need through `nuwa_lab.artifacts.get_or_train`). A notebook
+   with a `MODALITY` parameter (the task notebooks 06-09) runs once per modality, into
+   `<notebook>-image/` and `<notebook>-video/`, so the report covers all eight tasks;
 3. with `--sweeps`, the ablation sweeps of `experiments/*.yaml` at the same preset, before the
    results notebook (which always runs again: it takes seconds and reads whatever runs exist);
 4. `experiments/report.md` and `experiments/report.html` (`nuwa_lab.experiment.report`).
@@ -37,6 +39,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("results", ("10",)),
 )
 RESULTS_STAGE = "results"
+MODALITIES = ("image", "video")  # the values of a notebook's MODALITY parameter, each run
 
 
 def project_root() -> Path:
@@ -67,6 +70,21 @@ def lab_plan(root: Path) -> list[tuple[str, Path]]:
         index = order.get(nb.name[:2])
         plan.append((stage_names[index] if index is not None else "other notebooks", nb))
     return plan
+
+
+def lab_runs(root: Path, preset: str) -> list[tuple[str, Path, dict[str, Any], str]]:
+    """(stage, notebook, parameters, run folder name) of every run of the lab, in order."""
+    from nuwa_lab.experiment.notebook import notebook_parameters
+
+    runs = []
+    for stage, notebook in lab_plan(root):
+        if "MODALITY" in notebook_parameters(notebook):
+            for modality in MODALITIES:
+                params = {"PRESET": preset, "MODALITY": modality}
+                runs.append((stage, notebook, params, f"{notebook.stem}-{modality}"))
+        else:
+            runs.append((stage, notebook, {"PRESET": preset}, notebook.stem))
+    return runs
 
 
 def render_preview(path: Path, preset: str, echo: Callable[[str], Any]) -> bool:
@@ -127,33 +145,33 @@ def run_lab(
         if (force or not target.exists()) and not render_preview(target, preset, echo):
             problems.append("world preview")
 
-    plan = [(s, nb) for s, nb in lab_plan(root) if not only or nb.name[:2] in only]
+    plan = [run for run in lab_runs(root, preset) if not only or run[1].name[:2] in only]
     if not plan:
         echo(
             f"no notebooks to run under {root / 'notebooks'}"
             + (f" matching {only}" if only else "")
         )
     swept = False
-    for i, (stage, notebook) in enumerate(plan, 1):
+    for i, (stage, notebook, params, name) in enumerate(plan, 1):
         if sweeps and stage == RESULTS_STAGE and not swept:
             problems += [
                 f"sweep {n}" for n in run_sweeps(root, preset, runs_dir, echo, force=force)
             ]
             swept = True
-        label = f"[{i}/{len(plan)}] {stage}: {notebook.stem}"
+        label = f"[{i}/{len(plan)}] {stage}: {name}"
         echo(f"{label} ...")
         record = execute_run(
             notebook,
-            {"PRESET": preset},
-            folder / notebook.stem,
+            params,
+            folder / name,
             force=force or stage == RESULTS_STAGE,  # it only reads the runs, which may be new
             progress=progress,
-            info={"sweep": folder.name, "key": notebook.stem},
+            info={"sweep": folder.name, "key": name},
             root=root,
         )
         echo(f"{label}: {describe(record)}")
         if record["status"] != "ok":
-            problems.append(notebook.stem)
+            problems.append(name)
     if sweeps and not swept:
         problems += [f"sweep {n}" for n in run_sweeps(root, preset, runs_dir, echo, force=force)]
 

@@ -6,6 +6,7 @@ Built from what is on disk, never from memory of a run, so it can be rebuilt at 
 | section | read from |
 |---|---|
 | run times | `experiments/runs/lab-<preset>/<notebook>/run.json` |
+| the eight tasks against their targets | the task notebooks' runs (`<notebook>-<modality>/`) |
 | a section per notebook: metrics, figures | the same folders' `metrics.json`, `figures/`, `*.png` |
 | the ablation sweeps, one column per setting | `collect(<sweep>)` for each `experiments/*.yaml` |
 | beside the paper | `nuwa_lab.experiment.paper` and the notebooks' `paper_comparison` metrics |
@@ -59,8 +60,10 @@ def _lab_runs(folder: Path, root: Path) -> list[dict[str, Any]]:
     runs = []
     for run_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
         record = read_json(run_dir / RUN_FILE)
-        notebook = root / "notebooks" / f"{run_dir.name}.ipynb"
-        title = notebook_title(notebook) if notebook.exists() else run_dir.name
+        stem, _, variant = run_dir.name.partition("-")  # "06_text_to_visual-video"
+        notebook = root / "notebooks" / f"{stem}.ipynb"
+        title = notebook_title(notebook) if notebook.exists() else stem
+        title += f" ({variant})" if variant else ""
         runs.append(
             {
                 "stem": run_dir.name,
@@ -107,6 +110,50 @@ def _runtime_table(doc: Document, runs: list[dict[str, Any]], lab_seconds: float
         "process's maximum resident set size (`ru_maxrss`): the Python interpreter, torch and "
         "the notebook's data."
     )
+
+
+def task_target_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per target of issue #7 (`nuwa_lab.tasks.report.TARGETS`) of every task run."""
+    from nuwa_lab.tasks.report import TARGETS
+
+    rows = []
+    for run in runs:
+        metrics = run["metrics"] or {}
+        task = metrics.get("task")
+        if not run["record"] or task not in TARGETS:
+            continue
+        for metric, split, op, goal, meaning in TARGETS[task]:
+            value = metrics.get(f"{split}_{metric}")
+            if metric == "preservation_gap_db" and value is None:
+                kept, ours = (
+                    metrics.get(f"{split}_psnr_preserved{s}_db") for s in ("_tokenizer", "")
+                )
+                value = kept - ours if kept is not None and ours is not None else None
+            met = metrics.get(f"target_{metric}_{split}")
+            rows.append(
+                {
+                    "task": task.upper(),
+                    "model": metrics.get("model_variant"),
+                    "target": f"{meaning} (`{metric}`, {split})",
+                    "goal": f"{op} {goal}",
+                    "reached": value,
+                    "met": {True: "yes", False: "**no**", None: "not measured"}[met],
+                }
+            )
+    return rows
+
+
+def _task_targets_section(doc: Document, runs: list[dict[str, Any]]) -> None:
+    rows = task_target_rows(runs)
+    if not rows:
+        return
+    doc.heading("The eight tasks against their targets", 2)
+    doc.paragraph(
+        "Issue #7's goals at the tiny preset, read from the task notebooks' runs (at the smoke "
+        "preset they mean nothing). Held-out numbers and every other metric are in each "
+        "notebook's section below."
+    )
+    doc.table(rows, floatfmt=".3g")
 
 
 def _notebook_section(doc: Document, run: dict[str, Any]) -> None:
@@ -241,6 +288,7 @@ def build_report(
         _runtime_table(doc, runs, lab_seconds)
     else:
         doc.paragraph(f"No notebook has run at preset {preset} yet.")
+    _task_targets_section(doc, runs)
     if runs:
         doc.heading("Notebooks", 2)
         for run in runs:

@@ -21,9 +21,9 @@ from nuwa_lab.experiment import (
 )
 from nuwa_lab.experiment import cli as sweep_command
 from nuwa_lab.experiment.paper import NOT_COMPARABLE
-from nuwa_lab.experiment.report import build_report
+from nuwa_lab.experiment.report import _lab_runs, build_report, task_target_rows
 from nuwa_lab.experiment.runner import notebook_fingerprint, stale_reason
-from nuwa_lab.lab import lab_plan, run_lab
+from nuwa_lab.lab import lab_plan, lab_runs, run_lab
 
 ROOT = Path(__file__).resolve().parents[2]
 # a 1x1 PNG, displayed so the runner has an inline figure to extract
@@ -353,3 +353,41 @@ def test_collect_keeps_the_sweep_files_order_and_skips_hidden_folders(tmp_path: 
         record = {"status": "ok", "params": {"ATTENTION": pattern}, "notebook": "04_x.ipynb"}
         (folder / f"ATTENTION={pattern}" / "run.json").write_text(json.dumps(record))
     assert [r["ATTENTION"] for r in collect(folder)] == ["full", "axial"]
+
+
+def test_lab_runs_a_notebook_with_a_modality_parameter_once_per_modality(tmp_path: Path) -> None:
+    write_notebook(tmp_path / "notebooks" / "00_tour.ipynb")
+    write_notebook(tmp_path / "notebooks" / "06_task.ipynb", 'MODALITY: str = "image"\n')
+    runs = [(nb.stem, params, name) for _, nb, params, name in lab_runs(tmp_path, "tiny")]
+    assert runs == [
+        ("00_tour", {"PRESET": "tiny"}, "00_tour"),
+        ("06_task", {"PRESET": "tiny", "MODALITY": "image"}, "06_task-image"),
+        ("06_task", {"PRESET": "tiny", "MODALITY": "video"}, "06_task-video"),
+    ]
+
+
+def test_report_lists_every_task_run_against_its_targets(tmp_path: Path) -> None:
+    write_notebook(tmp_path / "notebooks" / "06_task.ipynb", 'MODALITY: str = "image"\n')
+    folder = tmp_path / "experiments" / "runs" / "lab-tiny"
+    logged = {
+        "image": {"task": "t2i", "model_variant": "pretrained", "test_acc_all": 0.95,
+                  "target_acc_all_test": True, "held_out_acc_all": 0.5,
+                  "target_acc_all_held_out": False},
+        "video": {"task": "tv2v", "model_variant": "pretrained", "test_edit_success": 0.25,
+                  "target_edit_success_test": False},
+    }  # fmt: skip
+    for modality, metrics in logged.items():
+        run = folder / f"06_task-{modality}"
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps(metrics))
+        (run / "run.json").write_text(json.dumps({"status": "ok", "wall_time_s": 1.0}))
+    rows = task_target_rows(_lab_runs(folder, tmp_path))
+    assert [(r["task"], r["reached"], r["met"]) for r in rows] == [
+        ("T2I", 0.95, "yes"),
+        ("T2I", 0.5, "**no**"),
+        ("TV2V", 0.25, "**no**"),
+        ("TV2V", None, "not measured"),  # given_tokens_kept was not logged
+    ]
+    report = build_report("tiny", root=tmp_path).markdown()
+    assert "## The eight tasks against their targets" in report
+    assert "### 99 · Test (video)" in report

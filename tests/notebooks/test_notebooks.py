@@ -1,4 +1,5 @@
-"""Every notebook runs end to end through papermill at PRESET="smoke" and writes metrics.json."""
+"""Every notebook runs end to end through papermill at PRESET="smoke" and writes metrics.json; the
+task notebooks (those with a MODALITY parameter) once per modality, as the lab runs them."""
 
 from __future__ import annotations
 
@@ -7,20 +8,32 @@ from pathlib import Path
 
 import pytest
 
+from nuwa_lab.experiment.notebook import notebook_parameters
+from nuwa_lab.lab import MODALITIES
+
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+CASES = [
+    (nb, {"MODALITY": m} if "MODALITY" in notebook_parameters(nb) else {})
+    for nb in NOTEBOOKS
+    for m in (MODALITIES if "MODALITY" in notebook_parameters(nb) else (None,))
+]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_at_smoke_preset(notebook: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "notebook, extra",
+    CASES,
+    ids=[nb.stem + "".join(f"-{v}" for v in extra.values()) for nb, extra in CASES],
+)
+def test_notebook_runs_at_smoke_preset(notebook: Path, extra: dict, tmp_path: Path) -> None:
     import papermill
 
     run_dir = tmp_path / "run"
     papermill.execute_notebook(
         str(notebook),
         str(tmp_path / notebook.name),
-        parameters={"PRESET": "smoke", "RUN_DIR": str(run_dir), "INTERACTIVE": False},
+        parameters={"PRESET": "smoke", "RUN_DIR": str(run_dir), "INTERACTIVE": False, **extra},
         cwd=str(ROOT / "notebooks"),
         kernel_name="python3",
         progress_bar=False,
