@@ -119,6 +119,17 @@ def overview(preset: str, *, runs_dir: str | Path | None = None) -> list[dict[st
     return out
 
 
+def lab_task_targets(preset: str, *, runs_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """The eight tasks of `lab-<preset>` (notebooks 06-09 per modality) against their targets."""
+    from nuwa_lab.experiment.report import _lab_runs, lab_folder, task_target_rows
+
+    runs_dir = _runs_dir(runs_dir)
+    folder = lab_folder(runs_dir, preset)
+    if not folder.is_dir():
+        return []
+    return task_target_rows(_lab_runs(folder, runs_dir.parent.parent))
+
+
 def lab_markdown(preset: str, *, runs_dir: str | Path | None = None, max_metrics: int = 12) -> str:
     """What each notebook of `lab-<preset>` logged (its first `max_metrics` scalar metrics)."""
     folder = _runs_dir(runs_dir) / f"lab-{preset}"
