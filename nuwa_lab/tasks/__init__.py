@@ -34,6 +34,7 @@ from nuwa_lab.tasks.figures import (
     segmentation_figure,
 )
 from nuwa_lab.tasks.metrics import (
+    PSNR_CAP_DB,
     completion_metrics,
     given_tokens_kept,
     manipulation_metrics,
@@ -65,6 +66,7 @@ from nuwa_lab.tasks.run import (
 from nuwa_lab.tasks.spec import NOTEBOOK_PAIRS, TASK_SPECS, TaskSpec, get_task, task_for
 
 __all__ = [
+    "PSNR_CAP_DB",
     "TARGETS",
     "breakdown",
     "breakdown_figure",

@@ -1,7 +1,7 @@
 r"""Per-task measurements against the Shapes World's ground truth (NÜWA §4's metrics, lab versions).
 
 Each function takes generated pixels and the truth and returns a flat dict of floats (snake_case,
-units in the name), so a "perfect model" (outputs = truth) scores accuracy 1 and PSNR = inf dB.
+units in the name), so a "perfect model" (outputs = truth) scores accuracy 1 and the PSNR ceiling.
 
 | task | function | what is measured |
 |---|---|---|
@@ -13,7 +13,10 @@ units in the name), so a "perfect model" (outputs = truth) scores accuracy 1 and
 
 Accuracies are `acc_all` (every asked attribute right) and `acc_<attribute>` (direction for video).
 PSNR of a region $R$ (a pixel mask) is $10 \log_{10}(1 / \mathrm{MSE}_R)$ with the MSE over the
-pixels (and channels) in $R$ only, per sample; a table reports the mean over samples in dB.
+pixels (and channels) in $R$ only, per sample; a table reports the mean over samples in dB, each
+sample capped at `PSNR_CAP_DB` = $20 \log_{10} 255 \approx 48.1$ dB, the PSNR of an error of one
+8-bit level everywhere. Without the cap one identical pair (a video whose object does not move
+between two frames, a perfect prediction) makes the whole mean infinite.
 
 Axis letters: b samples, t frames, H W pixels.
 """
@@ -29,9 +32,18 @@ from torch import Tensor
 
 from nuwa_lab.metrics import attribute_accuracy, lab_fid, lab_fvd, psnr, segmentation_accuracy, ssim
 
+PSNR_CAP_DB = 20.0 * math.log10(255.0)  # an error of one 8-bit level: invisible in a picture
+
 
 def _mean(values: Tensor) -> float:
     return float(values.double().mean())
+
+
+def mean_psnr_db(values: Tensor) -> float:
+    """The mean of per-sample PSNRs, each capped at PSNR_CAP_DB (NaNs, empty regions, skipped)."""
+    values = values.double().clamp(max=PSNR_CAP_DB)
+    values = values[~values.isnan()]
+    return float(values.mean()) if len(values) else math.nan
 
 
 def region_psnr(x: Tensor, y: Tensor, region: Tensor) -> Tensor:
@@ -94,9 +106,9 @@ def completion_metrics(
 ) -> dict[str, float]:
     """I2I: is the visible part kept, and is the hidden part completed like the truth?"""
     out = {
-        "psnr_db": _mean(psnr(generated, truth)),
-        "psnr_hidden_db": _mean(region_psnr(generated, truth, ~visible)),
-        "psnr_visible_db": _mean(region_psnr(generated, truth, visible)),
+        "psnr_db": mean_psnr_db(psnr(generated, truth)),
+        "psnr_hidden_db": mean_psnr_db(region_psnr(generated, truth, ~visible)),
+        "psnr_visible_db": mean_psnr_db(region_psnr(generated, truth, visible)),
     }
     if tokens is not None:
         out["given_tokens_kept"] = given_tokens_kept(tokens, fixed, given)
@@ -129,8 +141,8 @@ def prediction_metrics(
     out: dict[str, float] = {}
     window = min(11, truth.shape[-1] // 2 * 2 - 1)
     for k, t in enumerate(range(given_frames, frames), start=1):
-        out[f"psnr_frame{k}_db"] = _mean(psnr(generated[:, t], truth[:, t]))
-        out[f"psnr_copy_last_frame{k}_db"] = _mean(psnr(last, truth[:, t]))
+        out[f"psnr_frame{k}_db"] = mean_psnr_db(psnr(generated[:, t], truth[:, t]))
+        out[f"psnr_copy_last_frame{k}_db"] = mean_psnr_db(psnr(last, truth[:, t]))
         out[f"ssim_frame{k}"] = _mean(ssim(generated[:, t], truth[:, t], window=window))
         out[f"ssim_copy_last_frame{k}"] = _mean(ssim(last, truth[:, t], window=window))
     later = range(2, frames - given_frames + 1)
@@ -189,9 +201,9 @@ def manipulation_metrics(
         keep = (frames[None] < first[:, None])[:, :, None, None].expand(
             *source.shape[:2], *source.shape[-2:]
         )
-    out["psnr_preserved_db"] = _mean(region_psnr(generated, source, keep))
+    out["psnr_preserved_db"] = mean_psnr_db(region_psnr(generated, source, keep))
     if reconstruction is not None:
-        out["psnr_preserved_tokenizer_db"] = _mean(region_psnr(reconstruction, source, keep))
+        out["psnr_preserved_tokenizer_db"] = mean_psnr_db(region_psnr(reconstruction, source, keep))
     if tokens is not None:
         out["given_tokens_kept"] = given_tokens_kept(tokens, fixed, given)
     return out

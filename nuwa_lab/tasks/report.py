@@ -111,7 +111,7 @@ def completion_by_hidden_part(ev: Any) -> list[dict[str, Any]]:
     """I2I per hidden part (left/right/top/bottom half, quadrants): count, hidden-region PSNR, and
     the share of hidden tokens that come *before* every visible token in raster order (the ones a
     raster decoder generates blind)."""
-    from nuwa_lab.tasks.metrics import region_psnr
+    from nuwa_lab.tasks.metrics import mean_psnr_db, region_psnr
     from nuwa_lab.world.datasets import hidden_regions
 
     names = ("left half", "right half", "top half", "bottom half", "top left quadrant",
@@ -130,7 +130,7 @@ def completion_by_hidden_part(ev: Any) -> list[dict[str, Any]]:
         blind = float((~fixed[:first_visible]).sum() / max(1, int((~fixed).sum())))
         rows.append({
             "hidden": name, "samples": len(rows_i),
-            "psnr_hidden_db": float(psnrs[rows_i].mean()), "generated_blind": blind,
+            "psnr_hidden_db": mean_psnr_db(psnrs[rows_i]), "generated_blind": blind,
         })  # fmt: skip
     return rows
 
@@ -179,6 +179,7 @@ def _per_frame_pixel_accuracy(ev: Any) -> list[dict[str, Any]]:
 
 def _per_frame_psnr(ev: Any) -> list[dict[str, Any]]:
     from nuwa_lab.metrics import psnr
+    from nuwa_lab.tasks.metrics import mean_psnr_db
 
     spec = get_task(ev.task)
     truth, gen = ev.inputs[spec.target], ev.output.pixels
@@ -189,9 +190,9 @@ def _per_frame_psnr(ev: Any) -> list[dict[str, Any]]:
         row = {
             "frame": t,
             "given": t < given,
-            "psnr_db": float(psnr(gen[:, t], truth[:, t]).mean()),
+            "psnr_db": mean_psnr_db(psnr(gen[:, t], truth[:, t])),
         }
-        row["psnr_copy_last_db"] = float(psnr(last, truth[:, t]).mean()) if t >= given else math.nan
+        row["psnr_copy_last_db"] = mean_psnr_db(psnr(last, truth[:, t])) if t >= given else math.nan
         rows.append(row)
     return rows
 

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from nuwa_lab.config import make_config
+from nuwa_lab.metrics import psnr
 from nuwa_lab.model import Nuwa
 from nuwa_lab.tasks import (
+    PSNR_CAP_DB,
     TASK_SPECS,
     TaskKit,
     completion_metrics,
@@ -248,10 +250,18 @@ def test_a_perfect_completion_keeps_the_visible_part_and_reads_right(kit) -> Non
         fixed=fixed,
         given=tokens,
     )
-    assert m["acc_all"] == 1.0 and math.isinf(m["psnr_hidden_db"]) and m["given_tokens_kept"] == 1
+    assert (
+        m["acc_all"] == 1.0
+        and m["psnr_hidden_db"] == pytest.approx(PSNR_CAP_DB)
+        and m["given_tokens_kept"] == 1
+    )
     blank = torch.where(inputs["visible"][:, None], inputs["pixels"], 0.0)
     m = completion_metrics(probe, blank, inputs["pixels"], inputs["visible"], inputs["objects"])
-    assert math.isinf(m["psnr_visible_db"]) and m["psnr_hidden_db"] < 40 and m["acc_all"] == 0
+    assert (
+        m["psnr_visible_db"] == pytest.approx(PSNR_CAP_DB)
+        and m["psnr_hidden_db"] < 40
+        and m["acc_all"] == 0
+    )
 
 
 def test_a_perfect_predictor_beats_copy_the_last_frame_and_copying_does_not(kit) -> None:
@@ -262,10 +272,26 @@ def test_a_perfect_predictor_beats_copy_the_last_frame_and_copying_does_not(kit)
     probe = OracleProbe(torch.cat([batch.pixels, copy]), batch.objects * 2, VIDEO)
     perfect = prediction_metrics(probe, batch.pixels, batch.pixels, 1, batch.objects)
     assert perfect["beats_copy_last_from_frame2"] == 1.0 and perfect["direction_accuracy"] == 1.0
-    assert math.isinf(perfect["psnr_frame3_db"]) and perfect["ssim_frame3"] == pytest.approx(1.0)
+    assert perfect["psnr_frame3_db"] == pytest.approx(PSNR_CAP_DB) and perfect[
+        "ssim_frame3"
+    ] == pytest.approx(1.0)
     copied = prediction_metrics(probe, copy, batch.pixels, 1, batch.objects)
     assert copied["beats_copy_last_from_frame2"] == 0.0
     assert copied["psnr_frame2_db"] == pytest.approx(copied["psnr_copy_last_frame2_db"])
+
+
+def test_one_still_video_does_not_make_the_copy_last_baseline_infinite(kit) -> None:
+    cfg = make_config("smoke", **{"world.frames": 3, "world.image_size": 24})
+    world = ShapesWorld(cfg.world)
+    batch = world.videos(world.seeds("test")[:3])
+    truth = batch.pixels.clone()
+    truth[0, 1:] = truth[0, :1]  # the first video stands still: copy-last is exact for it
+    probe = OracleProbe(truth, batch.objects, VIDEO)
+    m = prediction_metrics(probe, truth, truth, 1, batch.objects)
+    moving = psnr(truth[1:, 0], truth[1:, 1]).double()
+    expected = (PSNR_CAP_DB + moving.clamp(max=PSNR_CAP_DB).sum()) / 3
+    assert math.isfinite(m["psnr_copy_last_frame1_db"])
+    assert m["psnr_copy_last_frame1_db"] == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_edit_success_reads_the_new_attribute_and_preservation_the_rest(kit) -> None:
@@ -278,7 +304,7 @@ def test_edit_success_reads_the_new_attribute_and_preservation_the_rest(kit) -> 
     done = manipulation_metrics(
         probe, inputs["target"], inputs["pixels"], *args, edit_region=inputs["edit_region"]
     )
-    assert done["edit_success"] == 1.0 and math.isinf(done["psnr_preserved_db"])
+    assert done["edit_success"] == 1.0 and done["psnr_preserved_db"] == pytest.approx(PSNR_CAP_DB)
     undone = manipulation_metrics(
         probe, inputs["pixels"], inputs["pixels"], *args, edit_region=inputs["edit_region"]
     )
@@ -293,7 +319,9 @@ def test_edit_success_reads_the_new_attribute_and_preservation_the_rest(kit) -> 
         video["changed"],
         given_frames=video["given_frames"],
     )
-    assert m["edit_success_direction"] == 1.0 and math.isinf(m["psnr_preserved_db"])
+    assert m["edit_success_direction"] == 1.0 and m["psnr_preserved_db"] == pytest.approx(
+        PSNR_CAP_DB
+    )
 
 
 def test_evaluate_task_measures_every_task_end_to_end(kit, model) -> None:
