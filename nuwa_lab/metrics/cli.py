@@ -34,7 +34,7 @@ def format_table(kind: str, scores: dict[str, float]) -> str:
         for s in ("test", "held_out", "noise", "chance")
         if any(k.startswith(s + "/") for k in scores)
     ]
-    rows = sorted({k.split("/", 1)[1] for k in scores} - {"direction_ambiguous"}, key=_row_order)
+    rows = sorted({k.split("/", 1)[1] for k in scores}, key=_row_order)
     names = {
         "test": "clean test",
         "held_out": "held-out pairs",
@@ -73,13 +73,6 @@ def run(args: argparse.Namespace) -> int:
         scores = evaluate(kind, model, cfg, n=args.n)
         n = args.n or cfg.probe.eval_size
         print(format_table(kind, scores))
-        if "test/direction_ambiguous" in scores:
-            amb = scores["test/direction_ambiguous"]
-            print(
-                f"  {100 * amb:.1f}% of test videos look the same moving the opposite way (an "
-                f"object starting against a wall): best possible direction accuracy "
-                f"{100 * (1 - amb / 2):.2f}%"
-            )
         print(
             f"  scored on {n} samples per split; trained in {meta['train_seconds']:.0f} s "
             f"({meta['metrics'].get('sec_per_step', float('nan')):.3f} s/step); this call took "

@@ -24,7 +24,6 @@ The probes depend only on the `world` section and their own `probe` fields (not 
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
@@ -39,7 +38,6 @@ from nuwa_lab.metrics.probe import build, probe_world
 from nuwa_lab.world import ShapesWorld, attribute_classes
 
 PROBE_KINDS = ("probe", "video_probe", "segmenter")
-OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 VERSION = "2"  # the code below is hashed into it too (nuwa_lab.artifacts.code_version)
 CODE = ("nuwa_lab.metrics.probe", "nuwa_lab.metrics.probe_train", *WORLD_AND_LOOP)
 # What each kind depends on: the world, the shared probe settings and its own number of steps
@@ -165,25 +163,7 @@ def evaluate(kind: str, model: nn.Module, cfg: Any, *, n: int | None = None) -> 
     classes = attribute_classes(cfg.world)
     for a in model.classes:
         out[f"chance/{a}"] = 1.0 / len(classes[a])
-    if kind == "video_probe":
-        out["test/direction_ambiguous"] = ambiguous_direction_fraction(world, test)
     return out
-
-
-def ambiguous_direction_fraction(world: ShapesWorld, videos: Any) -> float:
-    """Fraction of videos whose pixels are identical when every object moves the opposite way.
-
-    An object that starts against a wall and moves into it bounces at once, so its video equals
-    the one moving away: no reader can tell, and the best possible direction accuracy is
-    1 - fraction / 2.
-    """
-    flipped = [
-        [dataclasses.replace(o, direction=OPPOSITE[o.direction]) for o in objs]
-        for objs in videos.objects
-    ]
-    pixels, _ = world.render(flipped, frames=videos.pixels.shape[1])
-    same = (pixels - videos.pixels).abs().flatten(1).amax(dim=1) == 0
-    return float(same.double().mean())
 
 
 def train_probe(

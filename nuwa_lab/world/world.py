@@ -8,8 +8,11 @@ probe.
 A scene holds 1..max_objects flat-coloured shapes on a dark background. Each object has a shape, a
 colour, a size (small / large), a position (one of nine regions of a 3x3 grid, its centre kept a
 margin away from the region borders so the region is unambiguous) and, in videos, a direction: it
-moves `speed` px per frame and bounces (reflects) at the walls. The caption names the region at
-frame 0 and the initial direction. The sketch is the segmentation map: 0 = background, 1 + shape
+moves `speed` px per frame and bounces (reflects) at the walls. An object that would start within
+one frame's move of the wall it heads for turns around before frame 0, so its first move always
+shows its direction (starting against a wall, "into it" and "away from it" give the same video,
+and no reader could tell them apart). The caption names the region at frame 0 and the initial
+direction. The sketch is the segmentation map: 0 = background, 1 + shape
 index.
 
 Every random choice of seed s comes from `numpy.random.default_rng(s)` read only through raw
@@ -68,6 +71,7 @@ DIRECTION_VECTORS = {
     "up": (0.0, -1.0),
     "down": (0.0, 1.0),
 }
+OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 SPLITS = ("train", "val", "test", "held_out")
 REGION_MARGIN = 0.1  # centre kept this fraction of a region's side away from its borders
 
@@ -279,8 +283,21 @@ class ShapesWorld:
                 if not any(self._overlap(x, y, ext, o) for o in objects):
                     break
             free.remove(region)
+            direction = self._away_from_wall(direction, x, y, ext)
             objects.append(ObjectAttributes(shape, colour, size, REGIONS[region], x, y, direction))
         return objects, rng
+
+    def _away_from_wall(self, direction: str, x: float, y: float, ext: float) -> str:
+        """`direction`, or its opposite if the centre is within one move of the wall ahead."""
+        vx, vy = DIRECTION_VECTORS[direction]
+        position, velocity = (x, vx) if vx else (y, vy)
+        near = (
+            position > self.cfg.image_size - ext - self.speed
+            if velocity > 0
+            else (position < ext + self.speed)
+        )
+        opposite = OPPOSITE[direction]
+        return opposite if near and opposite in self.cfg.directions else direction
 
     def _overlap(self, x: float, y: float, ext: float, other: ObjectAttributes) -> bool:
         gap = ext + self.extent(other) + 1.0

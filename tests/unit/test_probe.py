@@ -176,19 +176,3 @@ def test_lab_fid_and_fvd_use_probe_features(cfg):
     assert lab_fvd(video_probe, va.pixels, vb.pixels) >= 0
     with pytest.raises(ValueError, match="lab_fvd takes videos"):
         lab_fvd(video_probe, a.pixels, b.pixels)
-
-
-def test_videos_starting_against_a_wall_are_counted_as_direction_ambiguous(cfg):
-    from types import SimpleNamespace
-
-    from nuwa_lab.metrics.probe_train import ambiguous_direction_fraction
-
-    world = ShapesWorld(cfg.world)
-    ext = world.extent(ObjectAttributes("circle", "red", "small", "left", 0.0, 0.0))
-    centre = cfg.world.image_size / 2
-    at_wall = ObjectAttributes("circle", "red", "small", "left", ext, centre, "left")
-    free = ObjectAttributes("circle", "red", "small", "center", centre, centre, "up")
-    objects = [[at_wall], [free]]
-    pixels, _ = world.render(objects, frames=cfg.world.frames)
-    videos = SimpleNamespace(objects=objects, pixels=pixels)
-    assert ambiguous_direction_fraction(world, videos) == 0.5
