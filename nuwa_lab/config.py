@@ -65,7 +65,11 @@ class TokenizerConfig:
     channels: int = 16  # width of the first conv stage
     # one multiplier per stage; stages = log2(downsample) + 1 (a short tuple repeats its last entry)
     channel_mult: tuple[int, ...] = (1, 2, 4)
-    res_blocks: int = 1  # residual blocks per stage
+    res_blocks: int = 1  # residual blocks per decoder stage
+    # the encoder is local (nuwa_lab.tokenizer.nets): per-position LayerNorm, no residual blocks
+    # before the middle one, so background patches get one code, not one per scene
+    encoder_norm: str = "layer"  # layer (local) | group (taming-transformers: whole-image stats)
+    encoder_res_blocks: int = 0  # residual blocks per encoder stage (taming: = res_blocks)
     codebook_size: int = 256  # K, the number of codes
     code_dim: int = 32  # d_z, the width of a code
     beta: float = 0.25  # commitment weight (on the encoder term)
@@ -284,6 +288,8 @@ def _preset_overrides(preset: str) -> dict[str, Any]:
             "tokenizer.channels": 128,
             "tokenizer.channel_mult": (1, 1, 2, 2, 4),
             "tokenizer.res_blocks": 2,
+            "tokenizer.encoder_res_blocks": 2,  # taming-transformers' encoder
+            "tokenizer.encoder_norm": "group",
             "tokenizer.codebook_size": 12_288,
             "tokenizer.code_dim": 256,
             "model.dim": 1280,

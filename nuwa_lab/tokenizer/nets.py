@@ -21,6 +21,17 @@ Axis letters: b batch, d channels / code width, h w the grid (here: pixels or to
 | $d_z$ | `code_dim` |
 | $G$'s last layer $G_L$ (for the adaptive GAN weight) | `Decoder.last_layer` |
 
+The encoder can be *local* (the tiny preset's default): its normalisation is a LayerNorm over the
+channels of each position (`norm="layer"`) instead of GroupNorm, whose statistics run over the
+whole image, and it has no residual blocks before the middle one, so a token sees about 12 px
+around its 4x4 patch. With GroupNorm every token's vector depends on the whole picture: a flat
+background patch is encoded differently next to a red square than next to a blue circle, and the
+codebook fills with background "synonyms" that tell the transformer where and what the object is
+before it is drawn. Measured at tiny (1,000 steps, 512 validation images, tokens whose 3x3
+neighbourhood is background): the most common code at a position covers 30% of its background
+tokens with GroupNorm and one residual block, 68% with the local encoder, whose PSNR is higher
+(31.6 dB against 30.5). The decoder keeps GroupNorm: it may look as far as it likes.
+
 This module is only the networks; the quantiser, the losses and the model live beside it.
 """
 
@@ -47,11 +58,25 @@ def stage_channels(*, channels: int, channel_mult: tuple[int, ...], downsample: 
     return [channels * m for m in mult]
 
 
-def _norm(ch: int) -> nn.GroupNorm:
-    """GroupNorm with up to 8 groups of at least 4 channels each.
+NORMS = ("group", "layer")
+
+
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels of each position of a (b, d, h, w) map: no spatial statistics."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def _norm(ch: int, kind: str = "group") -> nn.Module:
+    """GroupNorm with up to 8 groups of at least 4 channels each, or a per-position LayerNorm.
 
     Several channels per group keep their relative magnitudes (flat colours are ratios of channels).
     """
+    if kind == "layer":
+        return ChannelLayerNorm(ch)
+    if kind != "group":
+        raise ValueError(f"unknown norm {kind!r}; valid: {', '.join(NORMS)}")
     groups = next(g for g in (8, 4, 2, 1) if ch % g == 0 and (ch // g >= 4 or g == 1))
     return nn.GroupNorm(num_groups=groups, num_channels=ch)
 
@@ -61,11 +86,11 @@ class ResBlock(nn.Module):
     $y = s(x) + \mathrm{conv}(\sigma(\mathrm{GN}(\mathrm{conv}(\sigma(\mathrm{GN}(x))))))$,
     with $s$ the identity or a 1x1 convolution when the width changes."""
 
-    def __init__(self, *, in_channels: int, out_channels: int):
+    def __init__(self, *, in_channels: int, out_channels: int, norm: str = "group"):
         super().__init__()
-        self.norm1 = _norm(in_channels)
+        self.norm1 = _norm(in_channels, norm)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.norm2 = _norm(out_channels)
+        self.norm2 = _norm(out_channels, norm)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         self.skip = (
             nn.Identity()
@@ -80,7 +105,7 @@ class ResBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    r"""$z_e = E(x)$: (b, C, H, W) -> (b, d_z, H/f, W/f)."""
+    r"""$z_e = E(x)$: (b, C, H, W) -> (b, d_z, H/f, W/f); `norm` "group" or "layer" (local)."""
 
     def __init__(
         self,
@@ -91,6 +116,7 @@ class Encoder(nn.Module):
         res_blocks: int,
         code_dim: int,
         downsample: int,
+        norm: str = "group",
     ):
         super().__init__()
         widths = stage_channels(channels=channels, channel_mult=channel_mult, downsample=downsample)
@@ -99,13 +125,15 @@ class Encoder(nn.Module):
         blocks: list[nn.Module] = []
         ch = widths[0]
         for i in range(len(widths)):
-            blocks += [ResBlock(in_channels=ch, out_channels=ch) for _ in range(res_blocks)]
+            blocks += [
+                ResBlock(in_channels=ch, out_channels=ch, norm=norm) for _ in range(res_blocks)
+            ]
             if i < len(widths) - 1:  # a stride-2 convolution: half the side, the next width
                 blocks.append(nn.Conv2d(ch, widths[i + 1], 3, stride=2, padding=1))
                 ch = widths[i + 1]
-        blocks.append(ResBlock(in_channels=ch, out_channels=ch))  # the "middle" block
+        blocks.append(ResBlock(in_channels=ch, out_channels=ch, norm=norm))  # the "middle" block
         self.blocks = nn.Sequential(*blocks)
-        self.norm_out = _norm(ch)
+        self.norm_out = _norm(ch, norm)
         self.conv_out = nn.Conv2d(ch, code_dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -61,7 +61,11 @@ class VQModel(nn.Module):
             code_dim=cfg.code_dim,
             downsample=cfg.downsample,
         )
-        self.encoder = Encoder(in_channels=in_channels, **net)
+        self.encoder = Encoder(
+            in_channels=in_channels,
+            **(net | {"res_blocks": cfg.encoder_res_blocks}),
+            norm=cfg.encoder_norm,
+        )
         self.decoder = Decoder(out_channels=out_channels, **net)
         self.quantizer = VectorQuantizer(
             codebook_size=codebook_size,
