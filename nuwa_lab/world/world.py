@@ -8,10 +8,8 @@ probe.
 A scene holds 1..max_objects flat-coloured shapes on a dark background. Each object has a shape, a
 colour, a size (small / large), a position (one of nine regions of a 3x3 grid, its centre kept a
 margin away from the region borders so the region is unambiguous) and, in videos, a direction: it
-moves `speed` px per frame and bounces (reflects) at the walls. An object that would start within
-one frame's move of the wall it heads for turns around before frame 0, so its first move always
-shows its direction (starting against a wall, "into it" and "away from it" give the same video,
-and no reader could tell them apart). The caption names the region at frame 0 and the initial
+moves `speed` px per frame and bounces (reflects) at the walls; one starting within a move of the
+wall ahead turns around first (motion.py). The caption names the region at frame 0 and the initial
 direction. The sketch is the segmentation map: 0 = background, 1 + shape
 index.
 
@@ -41,14 +39,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from einops import rearrange
 
 from nuwa_lab.world.captions import describe
+from nuwa_lab.world.motion import DIRECTION_VECTORS, away_from_wall, bounce_batch
 from nuwa_lab.world.render import (
     EXTENT,
     PALETTE,
     SHAPE_NAMES,
-    bounce,
     quantise,
     rasterise,
     size_radii,
@@ -65,13 +62,6 @@ REGIONS = (
     "bottom",
     "bottom right",
 )
-DIRECTION_VECTORS = {
-    "left": (-1.0, 0.0),
-    "right": (1.0, 0.0),
-    "up": (0.0, -1.0),
-    "down": (0.0, 1.0),
-}
-OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 SPLITS = ("train", "val", "test", "held_out")
 REGION_MARGIN = 0.1  # centre kept this fraction of a region's side away from its borders
 
@@ -283,21 +273,12 @@ class ShapesWorld:
                 if not any(self._overlap(x, y, ext, o) for o in objects):
                     break
             free.remove(region)
-            direction = self._away_from_wall(direction, x, y, ext)
+            direction = away_from_wall(
+                direction, x, y, ext,
+                image_size=cfg.image_size, speed=self.speed, directions=cfg.directions,
+            )  # fmt: skip
             objects.append(ObjectAttributes(shape, colour, size, REGIONS[region], x, y, direction))
         return objects, rng
-
-    def _away_from_wall(self, direction: str, x: float, y: float, ext: float) -> str:
-        """`direction`, or its opposite if the centre is within one move of the wall ahead."""
-        vx, vy = DIRECTION_VECTORS[direction]
-        position, velocity = (x, vx) if vx else (y, vy)
-        near = (
-            position > self.cfg.image_size - ext - self.speed
-            if velocity > 0
-            else (position < ext + self.speed)
-        )
-        opposite = OPPOSITE[direction]
-        return opposite if near and opposite in self.cfg.directions else direction
 
     def _overlap(self, x: float, y: float, ext: float, other: ObjectAttributes) -> bool:
         gap = ext + self.extent(other) + 1.0
@@ -321,8 +302,8 @@ class ShapesWorld:
         x0, y0, vx, vy, ext = torch.from_numpy(table).to(self.device).unbind(-1)  # each (b, m)
         steps = torch.arange(frames, dtype=torch.float32, device=self.device).view(1, -1, 1)
         hi = self.cfg.image_size - ext
-        cx = _bounce_b(x0, vx, steps, ext, hi)
-        cy = _bounce_b(y0, vy, steps, ext, hi)
+        cx = bounce_batch(x0, vx, steps, ext, hi)
+        cy = bounce_batch(y0, vy, steps, ext, hi)
         return cx, cy
 
     def render(
@@ -401,9 +382,3 @@ class ShapesWorld:
         from nuwa_lab.world.manipulation import manipulation_pair
 
         return manipulation_pair(self, seed, kind, given_frames=given_frames)
-
-
-def _bounce_b(p0, v, steps, lo, hi) -> torch.Tensor:
-    """`bounce` for (b, m) starts and (1, t, 1) steps -> (b, t, m)."""
-    p0, v, lo, hi = (rearrange(a, "b m -> b 1 m") for a in (p0, v, lo, hi))
-    return bounce(p0, v, steps, lo, hi)
