@@ -164,7 +164,10 @@ class SampleConfig:
 class TaskConfig:
     """The eight tasks (nuwa_lab.tasks) and fine-tuning on one of them (nuwa_lab.finetune)."""
 
-    given_frames: int = 1  # V2V / TV2V: leading frames given as fixed tokens (1..frames-1)
+    # V2V: leading frames given as fixed tokens (1..frames-1). Two, because one frame shows where
+    # the object is but not where it goes: from one frame each of the four directions is as likely
+    given_frames: int = 2
+    edit_given_frames: int = 1  # TV2V: leading frames kept; the new caption steers the rest
     finetune_steps: int = 300  # optimizer steps of one task's fine-tuning from the pretrained model
     finetune_batch_size: int = 16
     finetune_lr: float = 3e-4  # peak lr (a third of pretraining's)
@@ -242,6 +245,7 @@ def _preset_overrides(preset: str) -> dict[str, Any]:
             "tasks.finetune_batch_size": 2,
             "tasks.finetune_warmup": 1,
             "tasks.finetune_pool": 8,
+            "tasks.given_frames": 1,  # 2-frame videos
         }
     if preset == "base":
         return {

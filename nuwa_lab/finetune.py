@@ -48,7 +48,7 @@ from nuwa_lab.model.artifact import SECTIONS as PRETRAINED_SECTIONS
 from nuwa_lab.model.artifact import VERSION as PRETRAINED_VERSION
 from nuwa_lab.pretrain import PRETRAIN_TASKS
 from nuwa_lab.tasks.run import has_visible_context, task_tensors
-from nuwa_lab.tasks.spec import TASK_SPECS, get_task
+from nuwa_lab.tasks.spec import TASK_SPECS, get_task, given_frames
 
 # hand-written part of the version; the code below (the pretrained model's included) is hashed in
 VERSION = f"1+nuwa{PRETRAINED_VERSION}"
@@ -164,7 +164,7 @@ def _pretrain_pool(task, cfg, split, size, *, root, progress) -> dict[str, torch
     condition, target = data.task_batch(task, torch.arange(len(data)))
     fixed = torch.zeros(target.shape, dtype=torch.bool)
     if task == "v2v":  # the first given_frames frames are given, as when the task runs
-        fixed[:, : cfg.tasks.given_frames] = True
+        fixed[:, : given_frames("v2v", cfg.tasks)] = True
     return {
         "condition": condition.tokens,
         "target": target,

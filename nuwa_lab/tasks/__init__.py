@@ -63,7 +63,14 @@ from nuwa_lab.tasks.run import (
     task_tensors,
     tokens_inside,
 )
-from nuwa_lab.tasks.spec import NOTEBOOK_PAIRS, TASK_SPECS, TaskSpec, get_task, task_for
+from nuwa_lab.tasks.spec import (
+    NOTEBOOK_PAIRS,
+    TASK_SPECS,
+    TaskSpec,
+    get_task,
+    given_frames,
+    task_for,
+)
 
 __all__ = [
     "PSNR_CAP_DB",
@@ -89,6 +96,7 @@ __all__ = [
     "completion_metrics",
     "evaluate_task",
     "get_task",
+    "given_frames",
     "given_tokens_kept",
     "has_visible_context",
     "load_kit",

@@ -32,7 +32,7 @@ from nuwa_lab.tasks.metrics import (
     text_to_visual_metrics,
 )
 from nuwa_lab.tasks.run import TaskOutput, run_task
-from nuwa_lab.tasks.spec import get_task
+from nuwa_lab.tasks.spec import get_task, given_frames
 
 
 @dataclass
@@ -109,11 +109,13 @@ class TaskEvaluation:
 
 
 def task_items(name: str, kit: TaskKit, split: str, n: int, *, offset: int = 0) -> dict[str, Any]:
-    """`n` collated `TaskDataset` items of `split` (V2V / TV2V with `cfg.tasks.given_frames`)."""
+    """`n` collated `TaskDataset` items of `split` (V2V / TV2V with `spec.given_frames`)."""
     from nuwa_lab.world import TaskDataset, collate
 
     spec = get_task(name)
-    extra = {"given_frames": kit.cfg.tasks.given_frames} if spec.fixed == "first_frames" else {}
+    extra = {}
+    if spec.fixed == "first_frames":
+        extra["given_frames"] = given_frames(spec, kit.cfg.tasks)
     data = TaskDataset(spec.name, kit.world, split, n, offset=offset, **extra)
     return collate([data[i] for i in range(len(data))])
 

@@ -15,7 +15,7 @@ $$ y_n = \bar y_n \ (n \in F), \qquad y_n \sim p_\theta(y_n \mid y_{<n}, C) \ (n
 | t2v  | caption              | none                        | video              | pretrained |
 | s2v  | video sketch tokens  | none                        | video              | fine-tuned |
 | v2v  | `<none>`             | first `given_frames` frames | later frames       | pretrained |
-| tv2v | new caption          | first `given_frames` frames | later frames       | zero-shot |
+| tv2v | new caption          | first `edit_given_frames`   | later frames       | zero-shot |
 
 "pretrained": the task is in the multi-task pretraining mixture (T2I, V2V, T2V;
 `nuwa_lab.pretrain`), so the pretrained model runs it as is (the paper also fine-tunes T2I and V2V:
@@ -125,6 +125,15 @@ def get_task(name: str) -> TaskSpec:
     if name not in TASK_SPECS:
         raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASK_SPECS)}")
     return TASK_SPECS[name]
+
+
+def given_frames(task: str | TaskSpec, tasks_cfg) -> int:
+    """Leading frames given as fixed tokens: `tasks.given_frames` for V2V (two by default: one
+    frame shows no motion), `tasks.edit_given_frames` for TV2V (the new caption steers the rest)."""
+    spec = get_task(task)
+    if spec.fixed != "first_frames":
+        raise ValueError(f"task {spec.name!r} has no given frames; V2V and TV2V do")
+    return tasks_cfg.edit_given_frames if spec.name == "tv2v" else tasks_cfg.given_frames
 
 
 def task_for(image_task: str, modality: str) -> TaskSpec:

@@ -17,6 +17,7 @@ from nuwa_lab.tasks import (
     completion_metrics,
     evaluate_task,
     get_task,
+    given_frames,
     manipulation_metrics,
     prediction_metrics,
     region_psnr,
@@ -102,6 +103,23 @@ def test_an_unknown_task_lists_the_valid_ones() -> None:
 
 
 # ---- the fixed-token grid ---------------------------------------------------------------------
+
+
+def test_v2v_is_given_two_frames_and_tv2v_one_at_the_tiny_preset() -> None:
+    tiny = make_config("tiny")
+    assert given_frames("v2v", tiny.tasks) == 2  # one frame shows no motion
+    assert given_frames("tv2v", tiny.tasks) == 1  # the new caption steers from frame 2 on
+    cfg = make_config("tiny", **{"tasks.given_frames": 3, "tasks.edit_given_frames": 2})
+    assert (given_frames("v2v", cfg.tasks), given_frames("tv2v", cfg.tasks)) == (3, 2)
+    with pytest.raises(ValueError, match="no given frames"):
+        given_frames("t2v", tiny.tasks)
+
+
+def test_task_items_give_v2v_and_tv2v_their_own_frame_counts() -> None:
+    cfg = make_config("smoke", **{"world.frames": 4, "tasks.given_frames": 3})
+    kit = TaskKit(cfg, ShapesWorld(cfg.world), None, None)
+    assert list(task_items("v2v", kit, "test", 2)["given_frames"]) == [3, 3]
+    assert list(task_items("tv2v", kit, "test", 2)["given_frames"]) == [1, 1]
 
 
 def test_a_token_is_fixed_only_when_its_whole_patch_is_in_the_region() -> None:
