@@ -85,9 +85,12 @@ class TokenizerConfig:
     disc_layers: int = 2  # stride-2 layers of the PatchGAN discriminator
     seg_codebook_size: int = 64  # VQ-GAN-Seg codebook
     seg_steps: int = 300  # VQ-GAN-Seg training steps (class maps are easier than pixels)
-    steps: int = 1000  # VQ-GAN / VQ-VAE training steps
+    # VQ-GAN / VQ-VAE training steps and peak lr. Measured at tiny (512 held-out images): the
+    # probe reads the shape of 73% of reconstructions right after 1,000 steps at lr 1e-3 (small
+    # squares and diamonds come back round), 94% after 2,000, 98% after 2,000 at lr 2e-3 (3e-3: 92%)
+    steps: int = 2000
     batch_size: int = 16
-    lr: float = 1e-3
+    lr: float = 2e-3
     warmup: int = 100  # linear warm-up steps, then cosine (nuwa_lab.train)
     seed: int = 0  # training seed: tokenizers are shared instruments, not per-experiment
     eval_samples: int = 512  # validation images scored when an artifact is trained
