@@ -24,8 +24,11 @@ the whole grid is fine, `torch.empty` is not (0 × NaN is NaN in every backend).
 
 Every backend equals "dense" to float tolerance in outputs and in gradients for q, k and v.
 "auto" (the default) picks "efficient", except for problems of at most `AUTO_DENSE_PAIRS` (query,
-key) pairs with a sparse pattern, where the oracle's few large ops beat the gathers of the sparse
-paths (measured on 2 CPU cores: a 64-token image, batch 32); either choice gives the same numbers.
+key) pairs with a sparse pattern, where the oracle's mask handed to `scaled_dot_product_attention`
+(`dense.masked_sdpa_attend`) beats the gathers of the sparse paths. Measured on 2 CPU cores,
+forward + backward, 4 heads of width 32: a causal (4, 8, 8) video grid with nearby extents (1, 3, 3)
+at batch 10, 10.2 ms masked against 13.1 ms efficient (non-causal, batch 16: 16.4 against 35.3 ms);
+at (8, 16, 16) the efficient path is 3.5x faster. Either choice gives the same numbers.
 """
 
 from __future__ import annotations
@@ -34,11 +37,11 @@ from collections.abc import Sequence
 
 import torch
 
-from nuwa_lab.attention.dense import dense_attend
+from nuwa_lab.attention.dense import dense_attend, masked_sdpa_attend
 from nuwa_lab.attention.masks import AttentionSpec, make_spec
 
 BACKENDS = ("auto", "dense", "efficient", "flex")
-AUTO_DENSE_PAIRS = 64 * 64
+AUTO_DENSE_PAIRS = 256 * 256  # a (4, 8, 8) grid attending to itself
 
 
 def _check_tensors(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
@@ -141,8 +144,10 @@ def attend(
     if q.shape[2] == 0:
         return q.new_zeros(q.shape[:3] + (v.shape[-1],))
     small = q.shape[2] * k.shape[2] <= AUTO_DENSE_PAIRS and spec.pattern != "full"
-    if backend == "dense" or (backend == "auto" and small):
+    if backend == "dense":
         return dense_attend(q, k, v, spec, positions)
+    if backend == "auto" and small:
+        return masked_sdpa_attend(q, k, v, spec, positions)
     if backend == "flex":
         from nuwa_lab.attention.flex import flex_attend
 

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nuwa_lab.attention import PATTERNS, attend
+from nuwa_lab.attention.api import AUTO_DENSE_PAIRS
 
 TOL = dict(atol=1e-5, rtol=1e-5)
 axis = st.integers(1, 5)
@@ -70,6 +71,20 @@ def test_efficient_path_equals_the_dense_oracle(problem, seed):
         torch.testing.assert_close(g, r, **TOL)
 
 
+@settings(max_examples=60, deadline=None)
+@given(problems(), st.integers(0, 2**16))
+def test_auto_on_small_grids_equals_the_dense_oracle(problem, seed):
+    # every problem drawn here is small, so "auto" runs the masked SDPA path for sparse patterns
+    kwargs, n_q, n_k = problem
+    assert n_q * n_k <= AUTO_DENSE_PAIRS
+    q, k, v = tensors(n_q, n_k, seed)
+    out, grads = outputs_and_grads(q, k, v, "auto", kwargs)
+    ref, ref_grads = outputs_and_grads(q, k, v, "dense", kwargs)
+    torch.testing.assert_close(out, ref, **TOL)
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r, **TOL)
+
+
 @settings(max_examples=40, deadline=None)
 @given(problems(), st.integers(0, 2**16))
 def test_q_positions_give_the_rows_of_the_whole_computation(problem, seed):
@@ -97,7 +112,7 @@ def test_causal_paths_do_not_see_the_future(pattern, rule, border):
     k2, v2 = k.clone(), v.clone()
     k2[:, :, later] += 5.0
     v2[:, :, later] -= 5.0
-    for backend in ("efficient", "dense"):
+    for backend in ("efficient", "dense", "auto"):
         before = attend(q, k, v, backend=backend, **kwargs)
         after = attend(q, k2, v2, backend=backend, **kwargs)
         assert torch.equal(before[:, :, :later], after[:, :, :later]), backend
