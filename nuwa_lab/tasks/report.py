@@ -27,7 +27,7 @@ TARGETS: dict[str, list[tuple[str, str, str, float, str]]] = {
     "i2i": [("given_tokens_kept", "test", ">=", 1.0, "every visible token comes back unchanged")],
     "v2v": [
         ("beats_copy_last_from_frame2", "test", ">=", 1.0, "PSNR above copy-last from frame 2"),
-        ("direction_accuracy", "test", ">=", 0.90, "the probe reads the true direction"),
+        ("direction_accuracy", "test", ">=", 0.90, "predicted frames move the object the true way"),
     ],
     "ti2i": [
         ("edit_success", "test", ">=", 0.70, "the probe reads the new attribute"),

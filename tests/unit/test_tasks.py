@@ -19,6 +19,8 @@ from nuwa_lab.tasks import (
     get_task,
     given_frames,
     manipulation_metrics,
+    object_centroids,
+    predicted_motion_accuracy,
     prediction_metrics,
     region_psnr,
     run_task,
@@ -296,6 +298,30 @@ def test_a_perfect_predictor_beats_copy_the_last_frame_and_copying_does_not(kit)
     copied = prediction_metrics(probe, copy, batch.pixels, 1, batch.objects)
     assert copied["beats_copy_last_from_frame2"] == 0.0
     assert copied["psnr_frame2_db"] == pytest.approx(copied["psnr_copy_last_frame2_db"])
+
+
+def test_object_centroids_find_the_object_and_nan_without_one() -> None:
+    from nuwa_lab.world.render import BACKGROUND
+
+    frames = torch.tensor(BACKGROUND)[None, None, :, None, None].repeat(1, 2, 1, 10, 12)
+    frames[0, 0, :, 2:5, 6:10] = torch.tensor([1.0, 0.0, 0.0])[:, None, None]  # rows 2-4, cols 6-9
+    c = object_centroids(frames)
+    assert c[0, 0].tolist() == pytest.approx([7.5, 3.0]) and c[0, 1].isnan().all()
+
+
+def test_v2v_direction_is_read_from_the_predicted_frames_not_the_given_ones() -> None:
+    cfg = make_config("smoke", **{"world.frames": 4, "world.image_size": 32})
+    world = ShapesWorld(cfg.world)
+    truth = world.videos(world.seeds("test")[:16]).pixels
+    assert predicted_motion_accuracy(truth, truth, 2) == 1.0
+    frozen = truth.clone()
+    frozen[:, 2:] = truth[:, 1:2]  # the given frames move; the predicted ones stand still
+    moved = (object_centroids(truth)[:, 3] - object_centroids(truth)[:, 1]).abs().amax(-1)
+    still = float((moved < 0.5).double().mean())  # a bounce can bring the object back
+    assert still < 0.25 and predicted_motion_accuracy(frozen, truth, 2) == pytest.approx(still)
+    backwards = truth.clone()
+    backwards[:, 2], backwards[:, 3] = truth[:, 1], truth[:, 0]  # back the way it came
+    assert predicted_motion_accuracy(backwards, truth, 2) < 0.25
 
 
 def test_one_still_video_does_not_make_the_copy_last_baseline_infinite(kit) -> None:
