@@ -82,8 +82,14 @@ def text_to_visual_metrics(
 
 
 def sketch_metrics(segmenter: Any, generated: Tensor, sketch: Tensor) -> dict[str, float]:
-    """S2I / S2V: the segmenter's class map of `generated` against the input `sketch`."""
-    return segmentation_accuracy(segmenter, generated, sketch)
+    """S2I / S2V: the segmenter's class map of `generated` against the input `sketch`.
+
+    Most pixels are background, so `pixel_accuracy_blank` says what an output without any object
+    would score (the sketch's background share); `foreground_accuracy` counts the shape's pixels
+    only (a blank output scores 0 there)."""
+    out = segmentation_accuracy(segmenter, generated, sketch)
+    out["pixel_accuracy_blank"] = float((sketch == 0).double().mean())
+    return out
 
 
 def given_tokens_kept(tokens: Tensor, fixed: Tensor, given: Tensor) -> float:

@@ -252,7 +252,17 @@ def test_a_perfect_sketch_model_has_pixel_accuracy_one(kit) -> None:
         def predict(self, pixels, **_):
             return torch.stack([seg.predict(v) for v in pixels])
 
-    assert sketch_metrics(FrameSegmenter(), batch.pixels, batch.sketch)["pixel_accuracy"] == 1.0
+    perfect = sketch_metrics(FrameSegmenter(), batch.pixels, batch.sketch)
+    assert perfect["pixel_accuracy"] == 1.0 and perfect["foreground_accuracy"] == 1.0
+
+    class BlankSegmenter:  # what a model that draws no object at all gets
+        def predict(self, pixels, **_):
+            return torch.zeros(pixels.shape[:-3] + pixels.shape[-2:], dtype=torch.long)
+
+    blank = sketch_metrics(BlankSegmenter(), batch.pixels, batch.sketch)
+    assert blank["pixel_accuracy"] == pytest.approx(blank["pixel_accuracy_blank"])
+    assert blank["pixel_accuracy"] > 0.8  # background: most of every frame
+    assert blank["foreground_accuracy"] == 0.0
 
 
 def test_a_perfect_completion_keeps_the_visible_part_and_reads_right(kit) -> None:
