@@ -28,7 +28,7 @@ embedding table is replaced by one of K + 1 rows, initialised from the decoder's
 |---|---|
 | $C$, $F$, $y$ | `TaskTensors.condition`, `.fixed`, `.target_tokens` |
 | $\mathcal{L}$ | `Nuwa.forward(..., loss_mask=~fixed)` |
-| steps, batch, peak lr | `cfg.tasks.finetune_steps`, `.finetune_batch_size`, `.finetune_lr` |
+| steps, batch, peak lr | `cfg.tasks.finetune_budget(task)` (a task's row, else the shared three) |
 """
 
 from __future__ import annotations
@@ -95,15 +95,16 @@ def build_finetune_model(
     return model
 
 
-def train_config(cfg: Any) -> TrainConfig:
-    """The loop's settings: cfg.train's optimizer and clipping, cfg.tasks' budget."""
+def train_config(cfg: Any, task: str) -> TrainConfig:
+    """The loop's settings: cfg.train's optimizer and clipping, the task's budget from cfg.tasks
+    (`finetune_budget`: its own row of `finetune_budgets`, else the shared defaults)."""
     t = cfg.tasks
-    steps = t.finetune_steps
+    steps, batch, lr = t.finetune_budget(task)
     return dataclasses.replace(
         cfg.train,
         steps=steps,
-        batch_size=t.finetune_batch_size,
-        lr=t.finetune_lr,
+        batch_size=batch,
+        lr=lr,
         warmup=min(t.finetune_warmup, steps),
         log_every=max(1, min(cfg.train.log_every, steps // 20)),
         ckpt_every=min(cfg.train.ckpt_every, steps) if cfg.train.ckpt_every else 0,
@@ -285,7 +286,7 @@ def finetune(
                 atomic_torch_save(path, pools[split])
     model.to(device)
     before = pool_loss(model, pools["val"])
-    train_cfg = train_config(cfg)
+    train_cfg = train_config(cfg, spec.name)
     result = train(
         FinetuneTrainable(model, pools["train"], train_cfg, cfg.seed),
         train_cfg,

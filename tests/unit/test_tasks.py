@@ -89,7 +89,7 @@ VIDEO = (*IMAGE, "direction")
 def test_the_eight_tasks_are_the_worlds_tasks_with_the_papers_roles() -> None:
     assert tuple(TASK_SPECS) == TASKS
     assert {n for n, s in TASK_SPECS.items() if s.zero_shot} == {"i2i", "ti2i", "tv2v"}
-    assert {n for n, s in TASK_SPECS.items() if s.training == "finetuned"} == {"s2i", "s2v"}
+    assert {n for n, s in TASK_SPECS.items() if s.training == "finetuned"} == {"t2i", "s2i", "s2v"}
     for name, spec in TASK_SPECS.items():
         pair = get_task(spec.pair)
         assert pair.pair == name and pair.modality != spec.modality
@@ -105,6 +105,16 @@ def test_an_unknown_task_lists_the_valid_ones() -> None:
 
 
 # ---- the fixed-token grid ---------------------------------------------------------------------
+
+
+def test_a_task_with_its_own_budget_fine_tunes_with_it_and_the_others_with_the_defaults() -> None:
+    from nuwa_lab.finetune import train_config
+
+    cfg = make_config("tiny", **{"tasks.finetune_budgets": [["t2i", 40, 8, 2e-3]]})
+    t2i, s2i = train_config(cfg, "t2i"), train_config(cfg, "s2i")
+    assert (t2i.steps, t2i.batch_size, t2i.lr) == (40, 8, 2e-3)
+    assert (s2i.steps, s2i.batch_size, s2i.lr) == (300, 16, 3e-4)  # the shared defaults
+    assert make_config("smoke").tasks.finetune_budget("t2i")[0] == 2  # CI stays fast
 
 
 def test_v2v_is_given_two_frames_and_tv2v_one_at_the_tiny_preset() -> None:
