@@ -14,14 +14,14 @@ $$ y_n = \bar y_n \ (n \in F), \qquad y_n \sim p_\theta(y_n \mid y_{<n}, C) \ (n
 | ti2i | new caption          | outside the edit region     | edit region        | zero-shot |
 | t2v  | caption              | none                        | video              | pretrained |
 | s2v  | video sketch tokens  | none                        | video              | fine-tuned |
-| v2v  | `<none>`             | first `given_frames` frames | later frames       | pretrained |
+| v2v  | `<none>`             | first `given_frames` frames | later frames       | fine-tuned |
 | tv2v | new caption          | first `edit_given_frames`   | later frames       | zero-shot |
 
-"pretrained": the task is in the multi-task pretraining mixture (T2V, V2V; `nuwa_lab.pretrain`),
-so the pretrained model runs it as is. "fine-tuned": S2I / S2V run from a model fine-tuned on them
-(the pretrained model never saw a sketch), and T2I, which pretraining covers too, from a model
-fine-tuned on it as in the paper (MSCOCO): its third of a mixture dominated by videos leaves T2I
-far behind (`nuwa_lab.finetune`; the pretrained model stays one `MODEL="pretrained"` away).
+"pretrained": the task is in the multi-task pretraining mixture (T2V; `nuwa_lab.pretrain`), so the
+pretrained model runs it as is. "fine-tuned": S2I / S2V run from a model fine-tuned on them (the
+pretrained model never saw a sketch), and T2I and V2V, which pretraining covers too, from models
+fine-tuned on them as in the paper (MSCOCO, BAIR): a third of a short mixture leaves both far
+behind (`nuwa_lab.finetune`; the pretrained model stays one `MODEL="pretrained"` away).
 "zero-shot": the pretrained model runs a task it was never trained on, only through fixed tokens and
 the condition (the paper's I2I, TI2I and TV2V); fine-tuning on them is offered as a variant.
 
@@ -102,7 +102,7 @@ _ROWS = (
      ("caption",), "pixels", "t2i"),
     ("s2v", "sketch-to-video", "video", "sketch", "none", "the whole video", "finetuned",
      ("sketch",), "pixels", "s2i"),
-    ("v2v", "video prediction", "video", "none", "first_frames", "the later frames", "pretrained",
+    ("v2v", "video prediction", "video", "none", "first_frames", "the later frames", "finetuned",
      ("pixels", "given_frames"), "pixels", "i2i"),
     ("tv2v", "text-guided video manipulation", "video", "new_caption", "first_frames",
      "the later frames, following the new caption", "zero_shot",
