@@ -12,16 +12,16 @@ $$ y_n = \bar y_n \ (n \in F), \qquad y_n \sim p_\theta(y_n \mid y_{<n}, C) \ (n
 | s2i  | image sketch tokens  | none                        | image              | fine-tuned |
 | i2i  | `<none>` (variant: the visible tokens) | visible region | hidden region | zero-shot |
 | ti2i | new caption          | outside the edit region     | edit region        | zero-shot |
-| t2v  | caption              | none                        | video              | pretrained |
+| t2v  | caption              | none                        | video              | fine-tuned |
 | s2v  | video sketch tokens  | none                        | video              | fine-tuned |
 | v2v  | `<none>`             | first `given_frames` frames | later frames       | fine-tuned |
 | tv2v | new caption          | first `edit_given_frames`   | later frames       | zero-shot |
 
-"pretrained": the task is in the multi-task pretraining mixture (T2V; `nuwa_lab.pretrain`), so the
-pretrained model runs it as is. "fine-tuned": S2I / S2V run from a model fine-tuned on them (the
-pretrained model never saw a sketch), and T2I and V2V, which pretraining covers too, from models
-fine-tuned on them as in the paper (MSCOCO, BAIR): a third of a short mixture leaves both far
-behind (`nuwa_lab.finetune`; the pretrained model stays one `MODEL="pretrained"` away).
+"fine-tuned": S2I / S2V run from a model fine-tuned on them (the pretrained model never saw a
+sketch), and T2I, T2V and V2V, the pretraining tasks (`nuwa_lab.pretrain`), from models fine-tuned
+on them, as the paper fine-tunes on MSCOCO, Kinetics and BAIR: a third of a short mixture leaves
+each far behind (`nuwa_lab.finetune`; the pretrained model stays one `MODEL="pretrained"` away).
+"pretrained" (the spec's third kind) is a task the pretrained model runs as is; none by default.
 "zero-shot": the pretrained model runs a task it was never trained on, only through fixed tokens and
 the condition (the paper's I2I, TI2I and TV2V); fine-tuning on them is offered as a variant.
 
@@ -98,7 +98,7 @@ _ROWS = (
      ("pixels", "visible"), "pixels", "v2v"),
     ("ti2i", "text-guided image manipulation", "image", "new_caption", "outside_edit",
      "the edit region", "zero_shot", ("pixels", "new_caption", "edit_region"), "target", "tv2v"),
-    ("t2v", "text-to-video", "video", "text", "none", "the whole video", "pretrained",
+    ("t2v", "text-to-video", "video", "text", "none", "the whole video", "finetuned",
      ("caption",), "pixels", "t2i"),
     ("s2v", "sketch-to-video", "video", "sketch", "none", "the whole video", "finetuned",
      ("sketch",), "pixels", "s2i"),
