@@ -84,6 +84,6 @@ def masked_sdpa_attend(
 ) -> torch.Tensor:
     """The oracle's mask M handed to `scaled_dot_product_attention`: the same y = A V in one fused
     kernel. It does all n·m products, like the oracle, so it only pays on small grids, where it
-    beats the gathers of the sparse paths ("auto" picks it there; see `api.AUTO_DENSE_PAIRS`)."""
+    beats the gathers of the sparse paths ("auto" picks it there; see `api.AUTO_MASKED_PAIRS`)."""
     mask = oracle_mask(spec, q_positions, k.shape[-2], q.device)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
