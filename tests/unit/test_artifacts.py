@@ -217,3 +217,18 @@ def test_a_kind_may_depend_on_single_fields_of_a_section(cfg, tmp_path):
             artifact_dir("test_field", cfg, root=tmp_path)
     finally:
         artifacts._REGISTRY.pop("test_field", None)
+
+
+def test_atomic_writes_leave_files_readable_as_a_plain_open_would(tmp_path):
+    import os
+
+    from nuwa_lab.files import atomic_write_text
+
+    mask = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "report.md", "# hello\n")
+        assert path.read_text() == "# hello\n"
+        assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0600
+        assert not list(tmp_path.glob(".report.md.*"))  # no temporary file left behind
+    finally:
+        os.umask(mask)
