@@ -57,6 +57,10 @@ PRETRAINED_KIND = "nuwa"
 # everything the pretrained model depends on, plus this module's section (cfg.tasks)
 SECTIONS = (*PRETRAINED_SECTIONS, "tasks")
 VARIANTS = ("default", "pretrained", "finetuned", "context")
+# Text-guided manipulation runs zero-shot (never trained on an edit) on the model that draws from
+# captions, whose condition it shares. Measured at tiny, 64 test pairs: TI2I edit success 62.5% on
+# the T2I model against 31% on the pretrained one; TV2V 50% on the T2V model against 28%.
+ZERO_SHOT_BASE = {"ti2i": "t2i", "tv2v": "t2v"}
 
 
 def artifact_kind(task: str, *, context: bool = False) -> str:
@@ -328,8 +332,10 @@ def finetune_summary(task: str, cfg: Any, *, context: bool = False) -> dict[str,
 def task_model(task: str, cfg: Any, *, variant: str = "default", progress: bool = True) -> Nuwa:
     """The model task `task` runs with.
 
-    variant: "default" (the task's spec: fine-tuned for S2I / S2V, else the pretrained model),
-    "pretrained", "finetuned", or "context" (I2I whose encoder also sees the visible part)."""
+    variant: "default" (the task's spec: its fine-tuned model for T2I, S2I, T2V, S2V and V2V; the
+    model of `ZERO_SHOT_BASE` for TI2I / TV2V, zero-shot all the same; the pretrained one for I2I),
+    "pretrained", "finetuned" (on the task itself), or "context" (I2I whose encoder also sees the
+    visible part)."""
     spec = get_task(task)
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
@@ -340,6 +346,8 @@ def task_model(task: str, cfg: Any, *, variant: str = "default", progress: bool 
         return model
     if variant == "finetuned" or (variant == "default" and spec.training == "finetuned"):
         return finetuned_model(spec.name, cfg, progress=progress)
+    if variant == "default" and spec.name in ZERO_SHOT_BASE:
+        return finetuned_model(ZERO_SHOT_BASE[spec.name], cfg, progress=progress)
     return pretrained_model(cfg, progress=progress)
 
 

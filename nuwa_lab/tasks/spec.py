@@ -22,8 +22,10 @@ sketch), and T2I, T2V and V2V, the pretraining tasks (`nuwa_lab.pretrain`), from
 on them, as the paper fine-tunes on MSCOCO, Kinetics and BAIR: a third of a short mixture leaves
 each far behind (`nuwa_lab.finetune`; the pretrained model stays one `MODEL="pretrained"` away).
 "pretrained" (the spec's third kind) is a task the pretrained model runs as is; none by default.
-"zero-shot": the pretrained model runs a task it was never trained on, only through fixed tokens and
-the condition (the paper's I2I, TI2I and TV2V); fine-tuning on them is offered as a variant.
+"zero-shot": a model runs a task it was never trained on, only through fixed tokens and the
+condition (the paper's I2I, TI2I and TV2V): the pretrained model for I2I, the models fine-tuned on
+T2I / T2V for TI2I / TV2V, whose caption condition they share (`nuwa_lab.finetune.ZERO_SHOT_BASE`);
+fine-tuning on them is offered as a variant.
 
 Axis letters: b batch, t h w token grid, H W pixels, f the tokenizer's downsampling factor.
 """

@@ -118,6 +118,29 @@ def test_a_task_with_its_own_budget_fine_tunes_with_it_and_the_others_with_the_d
     assert make_config("smoke").tasks.finetune_budget("t2i")[0] == 2  # CI stays fast
 
 
+def test_each_task_runs_on_its_model_and_manipulation_zero_shot_on_the_caption_models(
+    monkeypatch,
+) -> None:
+    import nuwa_lab.finetune as ft
+
+    monkeypatch.setattr(ft, "finetuned_model", lambda task, cfg, **_: f"fine-tuned on {task}")
+    monkeypatch.setattr(ft, "pretrained_model", lambda cfg, **_: "pretrained")
+    cfg = make_config("smoke")
+    models = {task: ft.task_model(task, cfg) for task in TASK_SPECS}
+    assert models == {
+        "t2i": "fine-tuned on t2i",
+        "s2i": "fine-tuned on s2i",
+        "i2i": "pretrained",
+        "ti2i": "fine-tuned on t2i",  # zero-shot: never trained on an edit
+        "t2v": "fine-tuned on t2v",
+        "s2v": "fine-tuned on s2v",
+        "v2v": "fine-tuned on v2v",
+        "tv2v": "fine-tuned on t2v",
+    }
+    assert ft.task_model("ti2i", cfg, variant="pretrained") == "pretrained"
+    assert ft.task_model("ti2i", cfg, variant="finetuned") == "fine-tuned on ti2i"
+
+
 def test_v2v_is_given_two_frames_and_tv2v_one_at_the_tiny_preset() -> None:
     tiny = make_config("tiny")
     assert given_frames("v2v", tiny.tasks) == 2  # one frame shows no motion
