@@ -183,10 +183,15 @@ class TaskConfig:
     # V2V after 600 steps of 16 at 1e-3: the predicted frames beat copy-last (18.9 against 17.8
     # dB at the second) and move the object the true way 52% of the time (pretrained: 39%).
     # T2V all attributes right (direction included): 0% pretrained, 28% after 600 steps of 16
+    # S2I segmenter accuracy on the sketch's shape pixels: 19.5% after the shared 300 steps of 16 at
+    # 3e-4, 62% after 1,000 of 32 at 1e-3 (193 s). S2V: 6.7% after 300 of 16 at 3e-4, 20% after
+    # 600 of 16 at 1e-3 (271 s); video sketches need more than the lab's time allows.
     finetune_budgets: tuple[tuple[str, int, int, float], ...] = (
         ("t2i", 1500, 32, 1e-3),
         ("t2v", 600, 16, 1e-3),
         ("v2v", 600, 16, 1e-3),
+        ("s2i", 1000, 32, 1e-3),
+        ("s2v", 600, 16, 1e-3),
     )
 
     def finetune_budget(self, task: str) -> tuple[int, int, float]:

@@ -52,6 +52,8 @@ def ablation_config(cfg: Any, attention: str, *, steps: int | None = None) -> An
         finetune_steps=n,
         finetune_lr=cfg.train.lr,
         finetune_warmup=min(cfg.train.warmup, max(1, n // 10)),
+        # the S2V row of the fine-tuning budgets is for a pretrained start, not this one
+        finetune_budgets=tuple(row for row in cfg.tasks.finetune_budgets if row[0] != TASK),
     )
     return dataclasses.replace(cfg, model=model, tasks=tasks)
 

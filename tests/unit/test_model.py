@@ -246,13 +246,14 @@ def test_recorded_maps_are_distributions_on_their_key_grids() -> None:
 
 
 def test_ablation_arms_differ_only_in_the_pattern() -> None:
-    from nuwa_lab.model.ablation import ablation_config
+    from nuwa_lab.model.ablation import TASK, ablation_config
 
-    base = make_config("smoke")
+    base = make_config("tiny")  # tiny has its own S2V fine-tuning budget: the arm must not use it
+    assert base.tasks.finetune_budget(TASK) != (7, base.tasks.finetune_batch_size, base.train.lr)
     arms = {p: ablation_config(base, p, steps=7) for p in PATTERNS}
     for pattern, arm in arms.items():
         assert arm.model.attention == arm.model.cross_attention == pattern
-        assert arm.tasks.finetune_steps == 7 and arm.tasks.finetune_lr == base.train.lr
+        assert arm.tasks.finetune_budget(TASK) == (7, base.tasks.finetune_batch_size, base.train.lr)
         same = dataclasses.replace(arm.model, attention="full", cross_attention="full")
         assert same == arms["full"].model
     with pytest.raises(ValueError, match="unknown attention"):
