@@ -97,7 +97,9 @@ def test_centres_keep_a_margin_from_region_borders(world):
 def test_video_moves_in_its_direction_then_bounces():
     cfg = make_config("tiny", **{"world.frames": 12}).world
     world = ShapesWorld(cfg)
-    obj = ObjectAttributes("square", "red", "small", "left", 5.0, 16.0, "left")
+    # one move (4 px) from its start it is still clear of the wall, then it bounces off it
+    obj = ObjectAttributes("square", "red", "small", "left", 9.0, 16.0, "left")
+    assert world.extent(obj) + world.speed < obj.x
     pixels, sketch = world.render([[obj]], frames=12)
     xs = [
         torch.nonzero(sketch[0, t] > 0, as_tuple=True)[1].float().mean().item() for t in range(12)
