@@ -9,6 +9,10 @@ the shared loop (`nuwa_lab.train`), and the result is cached as the artifact
     model = task_model("s2i", cfg)                # the model a task runs with by default
     model = finetuned_model("i2i", cfg, context=True)   # the encoder also sees the visible part
 
+Fine-tuning starts from the pretrained weights, except where `FINETUNE_START` names another
+task's fine-tuned model: T2V starts from the T2I model, S2V from the S2I one (the metrics'
+`val_loss_pretrained` is then that start model's validation loss).
+
 The loss is the task's own: the token cross-entropy over the positions the task generates, the fixed
 (given) positions teacher-forced and left out of the loss,
 
@@ -61,6 +65,14 @@ VARIANTS = ("default", "pretrained", "finetuned", "context")
 # captions, whose condition it shares. Measured at tiny, 64 test pairs: TI2I edit success 62.5% on
 # the T2I model against 31% on the pretrained one; TV2V 50% on the T2V model against 28%.
 ZERO_SHOT_BASE = {"ti2i": "t2i", "tv2v": "t2v"}
+# Where a task's fine-tuning starts when it is not the pretrained model: the model fine-tuned on
+# another task. A video task starts from its image twin, as text-to-video models start from
+# text-to-image ones (CogVideo from CogView2). Measured at tiny (objects 4 px per frame), 64 test
+# items, temperature 0.7. T2V, 600 steps of 16: all attributes right 12.5% from the pretrained
+# model, whose T2V ignores the colour word (swapping it in the caption moves frame 0's NLL by 0.02
+# nats, the T2I model's by 0.44), 65.6% from the T2I model (colour 28% -> 98%). S2V: shape pixels
+# right 23.9% after 600 steps of 16 from the pretrained model, 58.9% after 400 from the S2I model.
+FINETUNE_START = {"t2v": "t2i", "s2v": "s2i"}
 
 
 def artifact_kind(task: str, *, context: bool = False) -> str:
@@ -79,6 +91,15 @@ def tokenizer_kind(cfg: Any) -> str:
 def pretrained_model(cfg: Any, *, progress: bool = True, root: Any = None) -> Nuwa:
     """The multi-task pretrained model (artifact "nuwa", trained by nuwa_lab.pretrain)."""
     return get_or_train(PRETRAINED_KIND, cfg, progress=progress, root=root)
+
+
+def start_model(cfg: Any, task: str, *, progress: bool = True, root: Any = None) -> Nuwa:
+    """The model fine-tuning on `task` starts from: the pretrained one, or the model fine-tuned on
+    `FINETUNE_START[task]` (trained first if missing)."""
+    base = FINETUNE_START.get(get_task(task).name)
+    if base is None:
+        return pretrained_model(cfg, progress=progress, root=root)
+    return get_or_train(artifact_kind(base), cfg, progress=progress, root=root)
 
 
 def build_finetune_model(
@@ -248,10 +269,11 @@ def finetune(
     root: str | Path | None = None,
     kit: Any = None,
 ) -> tuple[Nuwa, dict[str, float]]:
-    """Fine-tune the pretrained model on `task`; returns (model, metrics incl. val loss before and
-    after). Checkpoints (and the token pool) live in `workdir`, so an interrupted run resumes;
-    the pretrained model, tokenizers and token data come from the artifact `root` (or `pretrained`
-    and `kit`, a `nuwa_lab.tasks.TaskKit` with the tokenizers, when given)."""
+    """Fine-tune on `task` from `start_model` (the pretrained model, or T2I's for T2V); returns
+    (model, metrics incl. val loss before and after). Checkpoints (and the token pool) live in
+    `workdir`, so an interrupted run resumes; the start model, tokenizers and token data come from
+    the artifact `root` (or `pretrained`, the start model, and `kit`, a `nuwa_lab.tasks.TaskKit`
+    with the tokenizers, when given)."""
     from nuwa_lab.files import atomic_torch_save
     from nuwa_lab.tasks.evaluate import load_kit
     from nuwa_lab.train import train
@@ -259,7 +281,7 @@ def finetune(
     spec = get_task(task)
     device = resolve_device(cfg.device)
     if pretrained is None:
-        pretrained = pretrained_model(cfg, progress=progress, root=root)
+        pretrained = start_model(cfg, spec.name, progress=progress, root=root)
     model = build_finetune_model(cfg, spec.name, context=context, pretrained=pretrained)
     if kit is None:
         kit = load_kit(cfg, spec.name, progress=progress, root=root, probes=False)

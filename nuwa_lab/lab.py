@@ -132,8 +132,11 @@ def run_lab(
     """Run the lab (see the module docstring); returns the exit code."""
     from nuwa_lab.experiment.report import lab_folder, write_report
     from nuwa_lab.experiment.runner import describe, execute_run
+    from nuwa_lab.model.bench import matmul_rate
 
     start = time.perf_counter()
+    host_before = matmul_rate() / 1e9  # the host's speed: lab times scale with it
+    echo(f"host: 1024³ fp32 matmul at {host_before:.0f} GFLOP/s")
     root = Path(root or project_root()).resolve()
     runs_dir = Path(runs_dir or root / "experiments" / "runs")
     folder = lab_folder(runs_dir, preset)
@@ -176,9 +179,15 @@ def run_lab(
         problems += [f"sweep {n}" for n in run_sweeps(root, preset, runs_dir, echo, force=force)]
 
     elapsed = time.perf_counter() - start
-    md, page = write_report(preset, root=root, runs_dir=runs_dir, lab_seconds=elapsed)
+    host = (host_before, matmul_rate() / 1e9)
+    md, page = write_report(
+        preset, root=root, runs_dir=runs_dir, lab_seconds=elapsed, host_gflops=host
+    )
     echo(f"report: {md} and {page}")
-    echo(f"lab ({preset}) took {elapsed / 60:.1f} min")
+    echo(
+        f"lab ({preset}) took {elapsed / 60:.1f} min; host matmul {host[0]:.0f} GFLOP/s before, "
+        f"{host[1]:.0f} after"
+    )
     if problems:
         echo(f"FAILED: {', '.join(problems)} (see the report; re-run to retry only these)")
         return 1

@@ -76,7 +76,12 @@ def _lab_runs(folder: Path, root: Path) -> list[dict[str, Any]]:
     return runs
 
 
-def _runtime_table(doc: Document, runs: list[dict[str, Any]], lab_seconds: float | None) -> None:
+def _runtime_table(
+    doc: Document,
+    runs: list[dict[str, Any]],
+    lab_seconds: float | None,
+    host_gflops: tuple[float, float] | None = None,
+) -> None:
     rows, total = [], 0.0
     for run in runs:
         record = run["record"] or {}
@@ -102,6 +107,13 @@ def _runtime_table(doc: Document, runs: list[dict[str, Any]], lab_seconds: float
         doc.paragraph(
             f"This invocation of the lab took {duration(lab_seconds)} in all (notebooks that "
             "had finished before were skipped; their times above are from when they ran)."
+        )
+    if host_gflops is not None:
+        doc.paragraph(
+            f"The host's speed, measured in the lab's own process: a 1024³ fp32 matmul ran at "
+            f"{host_gflops[0]:.0f} GFLOP/s before the notebooks and {host_gflops[1]:.0f} after. "
+            "Wall times scale inversely with it, so compare lab times across machines (or days "
+            "on a shared host) together with these two numbers."
         )
     doc.paragraph(
         "Wall time grows when other programs share the cores (the load average beside it says "
@@ -257,6 +269,7 @@ def build_report(
     root: Path,
     runs_dir: Path | None = None,
     lab_seconds: float | None = None,
+    host_gflops: tuple[float, float] | None = None,
     report_dir: Path | None = None,
 ) -> Document:
     """The whole report for `preset` as a Document (see `Document.write`)."""
@@ -285,7 +298,7 @@ def build_report(
 
     doc.heading("Run times", 2)
     if runs:
-        _runtime_table(doc, runs, lab_seconds)
+        _runtime_table(doc, runs, lab_seconds, host_gflops)
     else:
         doc.paragraph(f"No notebook has run at preset {preset} yet.")
     _task_targets_section(doc, runs)

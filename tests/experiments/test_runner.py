@@ -301,6 +301,7 @@ def test_lab_runs_every_notebook_records_failures_and_writes_the_report(tmp_path
     assert "| y | 10 |" in report  # 00's metrics table
     assert "**Failed** in cell" in report and "boom at X=1" in report
     assert "![cell03_0.png](runs/lab-smoke/00_ok/figures/cell03_0.png)" in report
+    assert "a 1024³ fp32 matmul ran at" in report  # the host's speed, beside the lab's times
     page = (tmp_path / "experiments" / "report.html").read_text()
     assert "data:image/png;base64," in page and "<table>" in page
 

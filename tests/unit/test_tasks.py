@@ -141,6 +141,23 @@ def test_each_task_runs_on_its_model_and_manipulation_zero_shot_on_the_caption_m
     assert ft.task_model("ti2i", cfg, variant="finetuned") == "fine-tuned on ti2i"
 
 
+def test_video_fine_tuning_starts_from_the_image_twin_and_the_others_from_the_pretrained(
+    monkeypatch,
+) -> None:
+    import nuwa_lab.finetune as ft
+
+    monkeypatch.setattr(ft, "get_or_train", lambda kind, cfg, **_: kind)
+    cfg = make_config("smoke")
+    starts = {task: ft.start_model(cfg, task) for task in ("t2i", "s2i", "t2v", "s2v", "v2v")}
+    assert starts == {
+        "t2i": "nuwa",
+        "s2i": "nuwa",
+        "t2v": "nuwa_finetuned_t2i",  # a video task starts from its image twin
+        "s2v": "nuwa_finetuned_s2i",
+        "v2v": "nuwa",
+    }
+
+
 def test_v2v_is_given_two_frames_and_tv2v_one_at_the_tiny_preset() -> None:
     tiny = make_config("tiny")
     assert given_frames("v2v", tiny.tasks) == 2  # one frame shows no motion
