@@ -269,7 +269,7 @@ def finetune(
     root: str | Path | None = None,
     kit: Any = None,
 ) -> tuple[Nuwa, dict[str, float]]:
-    """Fine-tune on `task` from `start_model` (the pretrained model, or T2I's for T2V); returns
+    """Fine-tune on `task` from `start_model` (the pretrained model, or the one `FINETUNE_START` names); returns
     (model, metrics incl. val loss before and after). Checkpoints (and the token pool) live in
     `workdir`, so an interrupted run resumes; the start model, tokenizers and token data come from
     the artifact `root` (or `pretrained`, the start model, and `kit`, a `nuwa_lab.tasks.TaskKit`
