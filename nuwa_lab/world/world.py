@@ -241,6 +241,19 @@ class ShapesWorld:
             coords.append((lo8 + int(rng.random() * (hi8 - lo8 + 1))) / 8)
         return coords[0], coords[1]
 
+    def placement_area(self, obj: ObjectAttributes) -> torch.Tensor:
+        """Bool (h, w): every pixel an object of `obj`'s shape and size may cover when the world
+        places it in `obj`'s region, i.e. its allowed centres widened by its half-extent. A caption
+        names the region, not the centre: this is where the caption lets the object be."""
+        ext = self.extent(obj)
+        region = REGIONS.index(obj.position)
+        row, col = divmod(region, 3)
+        (x_lo8, x_hi8), (y_lo8, y_hi8) = (self._interval(i, ext, region) for i in (col, row))
+        coords = torch.arange(self.cfg.image_size, dtype=torch.float32, device=self.device) + 0.5
+        in_x = (coords >= x_lo8 / 8 - ext) & (coords <= x_hi8 / 8 + ext)  # pixel centres, as render
+        in_y = (coords >= y_lo8 / 8 - ext) & (coords <= y_hi8 / 8 + ext)
+        return in_y[:, None] & in_x[None, :]
+
     def _clamp(self, value: float, region: int, ext: float, axis: int) -> float:
         """`value` (x for axis 0, y for axis 1) moved into the allowed centres of `region`."""
         index = divmod(region, 3)[1 - axis]

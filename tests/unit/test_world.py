@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -208,6 +210,46 @@ def test_image_manipulation_changes_only_the_edit_region(world, seed):
     unchanged = {"colour", "shape", "position", "size"} - {pair.changed}
     assert all(getattr(src, a) == getattr(tgt, a) for a in unchanged)
     assert parse_caption(pair.new_caption)[0][pair.changed] == getattr(tgt, pair.changed)
+
+
+def test_placement_area_holds_every_placement_of_the_region(world):
+    """Every object the world draws lies inside the placement area of its shape, size and region,
+    and the areas of two different regions differ."""
+    for seed in range(40):
+        sample = world.image(seed)
+        for obj in sample.objects:
+            alone = world.render([[obj]])[1][0, 0] > 0
+            assert not (alone & ~world.placement_area(obj)).any(), (seed, obj)
+    obj = world.image(0).objects[0]
+    left, right = (world.placement_area(replace(obj, position=p)) for p in ("left", "right"))
+    assert left[:, 0].any() and not left[:, -1].any() and right[:, -1].any()
+
+
+def test_shape_and_position_edit_regions_hold_the_placement_area(world):
+    """A shape or position edit may redraw its object anywhere the new caption's region allows
+    (all of the placement area but a margin around the other objects, which stay outside the
+    region); a colour edit only regenerates the object itself."""
+
+    def footprint(obj):
+        return world.render([[obj]])[1][0, 0] > 0
+
+    kinds = set()
+    for seed in range(60):
+        pair = world.manipulation(seed)
+        j, kind = pair.object_index, pair.changed
+        kinds.add(kind)
+        area = world.placement_area(pair.target.objects[j])
+        others = [o for i, o in enumerate(pair.source.objects) if i != j]
+        if kind == "colour":
+            assert pair.edit_region.sum() < area.sum()
+            continue
+        near_others = torch.zeros_like(area)
+        for o in others:
+            assert not (footprint(o) & pair.edit_region).any(), (seed, o)
+            grown = torch.nn.functional.max_pool2d(footprint(o).float()[None, None], 5, 1, 2)
+            near_others |= grown[0, 0] > 0
+        assert pair.edit_region[area & ~near_others].all(), seed
+    assert kinds == {"colour", "shape", "position"}
 
 
 def test_manipulation_source_is_the_sample_of_the_seed(world):
