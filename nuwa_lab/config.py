@@ -183,11 +183,14 @@ class TaskConfig:
     # (task, steps, batch, peak lr): tasks whose fine-tuning replaces the three budgets above.
     # Measured at tiny, 64 test items, temperature 0.7. T2I from the 1,500-step pretrained model:
     # all attributes right 64% after 600 steps of 32 at 1e-3, 92% after 1,500. V2V after 600 of
-    # 16 at 1e-3: with objects moving 4 px (one token) per frame, the predicted frames beat
-    # copy-last by 13 dB and move the object the true way 77% of the time (at 2 px: 52%).
+    # 16 at 1e-3 from the pretrained model: with objects moving 4 px (one token) per frame, the
+    # predicted frames beat copy-last by 13 dB and move the object the true way 77% of the time
+    # (at 2 px: 52%).
     # S2I segmenter accuracy on the sketch's shape pixels: 19.5% after the shared 300 steps of 16
     # at 3e-4, 62% after 1,000 of 32 at 1e-3. T2V and S2V start from the T2I / S2I models
-    # (`nuwa_lab.finetune.FINETUNE_START`). T2V all attributes right: 65.6% after 600 of 16,
+    # and V2V from the T2V model (`nuwa_lab.finetune.FINETUNE_START`). V2V from T2V, direction
+    # right 81% after 600 of 16, 80% after 1,200 (its misses are bounces either way; batches with
+    # 47% bouncing videos instead of 18%: 78%). T2V all attributes right: 65.6% after 600 of 16,
     # 84.4% after 1,000 (from the pretrained model, 600: 12.5%). S2V shape pixels right: 58.9%
     # after 400 of 16 (from the pretrained model, 600: 23.9%).
     finetune_budgets: tuple[tuple[str, int, int, float], ...] = (

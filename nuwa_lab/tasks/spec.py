@@ -21,7 +21,8 @@ $$ y_n = \bar y_n \ (n \in F), \qquad y_n \sim p_\theta(y_n \mid y_{<n}, C) \ (n
 sketch), and T2I, T2V and V2V, the pretraining tasks (`nuwa_lab.pretrain`), from models fine-tuned
 on them, as the paper fine-tunes on MSCOCO, Kinetics and BAIR: a third of a short mixture leaves
 each far behind (`nuwa_lab.finetune`; the pretrained model stays one `MODEL="pretrained"` away).
-T2V and S2V start their fine-tuning from the T2I / S2I models (`nuwa_lab.finetune.FINETUNE_START`).
+T2V and S2V start their fine-tuning from the T2I / S2I models, V2V from the T2V one
+(`nuwa_lab.finetune.FINETUNE_START`).
 "pretrained" (the spec's third kind) is a task the pretrained model runs as is; none by default.
 "zero-shot": a model runs a task it was never trained on, only through fixed tokens and the
 condition (the paper's I2I, TI2I and TV2V): the pretrained model for I2I, the models fine-tuned on

@@ -141,7 +141,7 @@ def test_each_task_runs_on_its_model_and_manipulation_zero_shot_on_the_caption_m
     assert ft.task_model("ti2i", cfg, variant="finetuned") == "fine-tuned on ti2i"
 
 
-def test_video_fine_tuning_starts_from_the_image_twin_and_the_others_from_the_pretrained(
+def test_video_fine_tuning_starts_from_a_fine_tuned_model_and_the_image_tasks_from_the_pretrained(
     monkeypatch,
 ) -> None:
     import nuwa_lab.finetune as ft
@@ -154,7 +154,7 @@ def test_video_fine_tuning_starts_from_the_image_twin_and_the_others_from_the_pr
         "s2i": "nuwa",
         "t2v": "nuwa_finetuned_t2i",  # a video task starts from its image twin
         "s2v": "nuwa_finetuned_s2i",
-        "v2v": "nuwa",
+        "v2v": "nuwa_finetuned_t2v",  # prediction starts from the model that draws motion
     }
 
 
