@@ -189,8 +189,9 @@ class TaskConfig:
     # S2I segmenter accuracy on the sketch's shape pixels: 19.5% after the shared 300 steps of 16
     # at 3e-4, 62% after 1,000 of 32 at 1e-3. T2V and S2V start from the T2I / S2I models
     # and V2V from the T2V model (`nuwa_lab.finetune.FINETUNE_START`). V2V from T2V, direction
-    # right 81% after 600 of 16, 80% after 1,200 (its misses are bounces either way; batches with
-    # 47% bouncing videos instead of 18%: 78%). T2V all attributes right: 65.6% after 600 of 16,
+    # right 81% after 600 of 16 (val loss 0.510 against 0.603), 80% after 1,200 (its misses are
+    # bounces either way; batches with 47% bouncing videos instead of 18%: 78%). T2V all
+    # attributes right: 65.6% after 600 of 16,
     # 84.4% after 1,000 (from the pretrained model, 600: 12.5%). S2V shape pixels right: 58.9%
     # after 400 of 16 (from the pretrained model, 600: 23.9%).
     finetune_budgets: tuple[tuple[str, int, int, float], ...] = (

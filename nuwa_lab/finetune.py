@@ -68,14 +68,10 @@ VARIANTS = ("default", "pretrained", "finetuned", "context")
 ZERO_SHOT_BASE = {"ti2i": "t2i", "tv2v": "t2v"}
 # Where a task's fine-tuning starts when it is not the pretrained model: the model fine-tuned on
 # another task. A video task starts from its image twin, as text-to-video models start from
-# text-to-image ones (CogVideo from CogView2). Measured at tiny (objects 4 px per frame), 64 test
-# items, temperature 0.7. T2V, 600 steps of 16: all attributes right 12.5% from the pretrained
-# model, whose T2V ignores the colour word (swapping it in the caption moves frame 0's NLL by 0.02
-# nats, the T2I model's by 0.44), 65.6% from the T2I model (colour 28% -> 98%). S2V: shape pixels
-# right 23.9% after 600 steps of 16 from the pretrained model, 58.9% after 400 from the S2I model.
-# V2V starts from the T2V model, which has learned to draw the motion of frames 1.. (600 steps of
-# 16: validation loss 0.510 against 0.603 from the pretrained model; predicted frames moving the
-# true way 81% against 77%; the misses are bounces at the walls either way).
+# text-to-image ones (CogVideo from CogView2): from the pretrained model, T2V ignored the colour
+# word (swapping it in the caption moved frame 0's NLL by 0.02 nats, the T2I model's by 0.44).
+# V2V starts from the T2V model, which already draws frames that follow from the earlier ones.
+# The measurements behind each choice are beside the budgets (`TaskConfig.finetune_budgets`).
 FINETUNE_START = {"t2v": "t2i", "s2v": "s2i", "v2v": "t2v"}
 
 
