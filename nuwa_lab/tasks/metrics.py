@@ -157,6 +157,29 @@ def motion_directions(displacement: Tensor) -> list[str]:
     return out
 
 
+def motion_matches(generated: Tensor, truth: Tensor, given_frames: int) -> list[bool]:
+    """Per video: the object's displacement over the predicted frames, $c_{T-1} - c_{g-1}$,
+    points the same way in `generated` as in `truth` (see `predicted_motion_accuracy`)."""
+    gen, true = object_centroids(generated), object_centroids(truth)
+    last = given_frames - 1
+    moved = motion_directions(gen[:, -1] - gen[:, last])
+    wanted = motion_directions(true[:, -1] - true[:, last])
+    return [m == w and m != "none" for m, w in zip(moved, wanted, strict=True)]
+
+
+def turns_at_a_wall(truth: Tensor, given_frames: int) -> list[bool]:
+    """Per video: the truth's displacement over the predicted frames points another way than its
+    last given move $c_{g-1} - c_{g-2}$ (the object bounced, or came back to a stop), so a model
+    that carries the given motion on is wrong there. Needs at least two given frames."""
+    if given_frames < 2:
+        raise ValueError(f"a given move needs two given frames, got given_frames={given_frames}")
+    c = object_centroids(truth)
+    last = given_frames - 1
+    given = motion_directions(c[:, last] - c[:, last - 1])
+    later = motion_directions(c[:, -1] - c[:, last])
+    return [g != w for g, w in zip(given, later, strict=True)]
+
+
 def predicted_motion_accuracy(generated: Tensor, truth: Tensor, given_frames: int) -> float:
     r"""V2V: the share of videos whose *predicted* frames carry the object the way the truth does.
 
@@ -164,11 +187,8 @@ def predicted_motion_accuracy(generated: Tensor, truth: Tensor, given_frames: in
     (centroids of its pixels) must point the same way in the prediction as in the truth (both
     "still" counts too, e.g. a bounce that returns the object). The given frames are excluded: they
     are the truth, so a probe reading the whole video could read their motion whatever followed."""
-    gen, true = object_centroids(generated), object_centroids(truth)
-    last = given_frames - 1
-    moved = motion_directions(gen[:, -1] - gen[:, last])
-    wanted = motion_directions(true[:, -1] - true[:, last])
-    return sum(m == w and m != "none" for m, w in zip(moved, wanted, strict=True)) / len(wanted)
+    matches = motion_matches(generated, truth, given_frames)
+    return sum(matches) / len(matches)
 
 
 def prediction_metrics(
@@ -184,8 +204,10 @@ def prediction_metrics(
 ) -> dict[str, float]:
     """V2V: PSNR / SSIM of each predicted frame k = 1, 2, ... against the truth, beside the
     copy-the-last-given-frame baseline; `direction_accuracy`: the predicted frames move the object
-    the way the truth does (`predicted_motion_accuracy`); `direction_accuracy_whole_video`: the
-    video probe's reading of the whole video, given frames included (an upper bound)."""
+    the way the truth does (`predicted_motion_accuracy`), and with two or more given frames split
+    into `direction_accuracy_straight` / `_turning` by `turns_at_a_wall` (`turning_share` of the
+    videos turn); `direction_accuracy_whole_video`: the video probe's reading of the whole video,
+    given frames included (an upper bound)."""
     if generated.shape != truth.shape or generated.dim() != 5:
         raise ValueError(
             f"videos (b, t, 3, H, W) expected, got {tuple(generated.shape)} "
@@ -210,6 +232,15 @@ def prediction_metrics(
     )
     asked = [[{"direction": o.direction} for o in objs] for objs in objects]
     out["direction_accuracy"] = predicted_motion_accuracy(generated, truth, given_frames)
+    if given_frames >= 2:  # split by whether the object keeps its given motion or turns
+        matches, turns = (
+            motion_matches(generated, truth, given_frames),
+            turns_at_a_wall(truth, given_frames),
+        )
+        out["turning_share"] = sum(turns) / len(turns)
+        for name, group in (("straight", False), ("turning", True)):
+            hits = [m for m, t in zip(matches, turns, strict=True) if t == group]
+            out[f"direction_accuracy_{name}"] = sum(hits) / len(hits) if hits else math.nan
     out["direction_accuracy_whole_video"] = attribute_accuracy(video_probe, generated, asked)["all"]
     out.update(_accuracy("acc_", video_probe, generated, objects))
     if tokens is not None:

@@ -19,6 +19,7 @@ from nuwa_lab.tasks import (
     get_task,
     given_frames,
     manipulation_metrics,
+    motion_matches,
     object_centroids,
     predicted_motion_accuracy,
     prediction_metrics,
@@ -30,6 +31,7 @@ from nuwa_lab.tasks import (
     task_tensors,
     text_to_visual_metrics,
     tokens_inside,
+    turns_at_a_wall,
 )
 from nuwa_lab.tokenizer import VQGAN, VQGANSeg
 from nuwa_lab.world import TASKS, ShapesWorld, TextTokenizer, parse_caption
@@ -383,6 +385,38 @@ def test_v2v_direction_is_read_from_the_predicted_frames_not_the_given_ones() ->
     backwards = truth.clone()
     backwards[:, 2], backwards[:, 3] = truth[:, 1], truth[:, 0]  # back the way it came
     assert predicted_motion_accuracy(backwards, truth, 2) < 0.25
+
+
+def _square_videos(xs: list[list[int]]) -> torch.Tensor:
+    """Videos (b, t, 3, 32, 32) of a red 4x4 square whose left column is at xs[i][t], rows 10-13."""
+    from nuwa_lab.world.render import BACKGROUND
+
+    b, t = len(xs), len(xs[0])
+    videos = torch.tensor(BACKGROUND)[None, None, :, None, None].repeat(b, t, 1, 32, 32)
+    for i, row in enumerate(xs):
+        for frame, x in enumerate(row):
+            videos[i, frame, :, 10:14, x : x + 4] = torch.tensor([1.0, 0.0, 0.0])[:, None, None]
+    return videos
+
+
+def test_v2v_direction_is_split_into_straight_and_turning_videos() -> None:
+    truth = _square_videos(
+        [
+            [4, 8, 12, 16],  # straight on to the right
+            [20, 24, 26, 22],  # turns at the wall: right, then back left
+            [20, 24, 26, 24],  # turns and comes back to where it was: "still" over frames 1-3
+        ]
+    )
+    generated = _square_videos([[4, 8, 12, 16], [20, 24, 26, 28], [20, 24, 28, 28]])
+    assert turns_at_a_wall(truth, 2) == [False, True, True]
+    assert motion_matches(generated, truth, 2) == [True, False, False]
+    probe = OracleProbe(generated, [[]] * 3, VIDEO)
+    m = prediction_metrics(probe, generated, truth, 2, [[]] * 3)
+    assert m["turning_share"] == pytest.approx(2 / 3)
+    assert m["direction_accuracy_straight"] == 1.0 and m["direction_accuracy_turning"] == 0.0
+    assert m["direction_accuracy"] == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="two given frames"):
+        turns_at_a_wall(truth, 1)
 
 
 def test_one_still_video_does_not_make_the_copy_last_baseline_infinite(kit) -> None:
