@@ -10,6 +10,7 @@ Figure and never call `plt.show()`.
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -114,13 +115,19 @@ def mechanism_figure(ev: Any, index: int = 0, *, size: float = 1.8) -> Any:
     return fig
 
 
-def comparison_figure(ev: Any, count: int = 8, **kwargs: Any) -> Any:
-    """The first `count` outputs beside their ground truth (images: pairs; videos: frame strips)."""
+def comparison_figure(
+    ev: Any, count: int = 8, *, items: Sequence[int] | None = None, **kwargs: Any
+) -> Any:
+    """Outputs beside their ground truth (images: pairs; videos: frame strips): the first `count`,
+    or the first `count` of `items` (indices into the evaluated batch, e.g. its misses)."""
     spec = get_task(ev.task)
-    count = min(count, len(ev.output.pixels))
-    truth = ev.inputs[spec.target][:count]
-    generated = ev.output.pixels[:count]
-    labels = _labels(spec, ev.inputs, count)
+    chosen = list(range(len(ev.output.pixels)) if items is None else items)[:count]
+    if not chosen:
+        raise ValueError("no items to show: `items` is empty")
+    count = len(chosen)
+    truth = ev.inputs[spec.target][chosen]
+    generated = ev.output.pixels[chosen]
+    labels = [_labels(spec, ev.inputs, len(ev.output.pixels))[i] for i in chosen]
     if spec.video:
         videos = [v for pair in zip(generated, truth, strict=True) for v in pair]
         titles = [f"{s}: {labels[i]}" for i in range(count) for s in ("generated", "truth")]

@@ -550,3 +550,26 @@ def test_reranking_keeps_the_candidate_the_probe_reads_best(kit, model) -> None:
                    probe, None, build("segmenter", kit.cfg).eval())  # fmt: skip
     with pytest.raises(ValueError, match="has no caption"):
         evaluate_task("s2i", model, full, n=1, candidates=2)
+
+
+def test_the_comparison_figure_shows_the_chosen_items_beside_their_truth() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from types import SimpleNamespace
+
+    from nuwa_lab.tasks import comparison_figure
+
+    truth = torch.rand(5, 2, 3, 8, 8)
+    ev = SimpleNamespace(
+        task="v2v",
+        inputs={"pixels": truth, "seed": [10, 11, 12, 13, 14]},
+        output=SimpleNamespace(pixels=truth.flip(0)),
+    )
+    fig = comparison_figure(ev, items=[3, 1])
+    rows = [t.get_text() for ax in fig.axes for t in ax.texts]  # one title per row
+    assert rows == ["generated: seed 13", "truth: seed 13", "generated: seed 11", "truth: seed 11"]
+    first = fig.axes[0].images[0].get_array()  # row 0, frame 0: item 3's output
+    assert torch.allclose(torch.as_tensor(first), truth[1, 0].permute(1, 2, 0))
+    with pytest.raises(ValueError, match="no items"):
+        comparison_figure(ev, items=[])
