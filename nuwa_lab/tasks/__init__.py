@@ -109,11 +109,10 @@ __all__ = [
     "mask_code",
     "measure",
     "mechanism_figure",
-    "object_centroids",
     "motion_matches",
+    "object_centroids",
     "predicted_motion_accuracy",
     "prediction_metrics",
-    "turns_at_a_wall",
     "probe_score_fn",
     "region_psnr",
     "run_task",
@@ -123,4 +122,5 @@ __all__ = [
     "task_tensors",
     "text_to_visual_metrics",
     "tokens_inside",
+    "turns_at_a_wall",
 ]

@@ -127,7 +127,8 @@ def comparison_figure(
     count = len(chosen)
     truth = ev.inputs[spec.target][chosen]
     generated = ev.output.pixels[chosen]
-    labels = [_labels(spec, ev.inputs, len(ev.output.pixels))[i] for i in chosen]
+    every_label = _labels(spec, ev.inputs, len(ev.output.pixels))
+    labels = [every_label[i] for i in chosen]
     if spec.video:
         videos = [v for pair in zip(generated, truth, strict=True) for v in pair]
         titles = [f"{s}: {labels[i]}" for i in range(count) for s in ("generated", "truth")]

@@ -157,13 +157,16 @@ def motion_directions(displacement: Tensor) -> list[str]:
     return out
 
 
+def _predicted_directions(centroids: Tensor, given_frames: int) -> list[str]:
+    """The direction of $c_{T-1} - c_{g-1}$: where the predicted frames carry the object."""
+    return motion_directions(centroids[:, -1] - centroids[:, given_frames - 1])
+
+
 def motion_matches(generated: Tensor, truth: Tensor, given_frames: int) -> list[bool]:
     """Per video: the object's displacement over the predicted frames, $c_{T-1} - c_{g-1}$,
     points the same way in `generated` as in `truth` (see `predicted_motion_accuracy`)."""
-    gen, true = object_centroids(generated), object_centroids(truth)
-    last = given_frames - 1
-    moved = motion_directions(gen[:, -1] - gen[:, last])
-    wanted = motion_directions(true[:, -1] - true[:, last])
+    moved = _predicted_directions(object_centroids(generated), given_frames)
+    wanted = _predicted_directions(object_centroids(truth), given_frames)
     return [m == w and m != "none" for m, w in zip(moved, wanted, strict=True)]
 
 
@@ -174,9 +177,8 @@ def turns_at_a_wall(truth: Tensor, given_frames: int) -> list[bool]:
     if given_frames < 2:
         raise ValueError(f"a given move needs two given frames, got given_frames={given_frames}")
     c = object_centroids(truth)
-    last = given_frames - 1
-    given = motion_directions(c[:, last] - c[:, last - 1])
-    later = motion_directions(c[:, -1] - c[:, last])
+    given = motion_directions(c[:, given_frames - 1] - c[:, given_frames - 2])
+    later = _predicted_directions(c, given_frames)
     return [g != w for g, w in zip(given, later, strict=True)]
 
 
@@ -231,12 +233,10 @@ def prediction_metrics(
         else math.nan
     )
     asked = [[{"direction": o.direction} for o in objs] for objs in objects]
-    out["direction_accuracy"] = predicted_motion_accuracy(generated, truth, given_frames)
+    matches = motion_matches(generated, truth, given_frames)
+    out["direction_accuracy"] = sum(matches) / len(matches)  # = predicted_motion_accuracy
     if given_frames >= 2:  # split by whether the object keeps its given motion or turns
-        matches, turns = (
-            motion_matches(generated, truth, given_frames),
-            turns_at_a_wall(truth, given_frames),
-        )
+        turns = turns_at_a_wall(truth, given_frames)
         out["turning_share"] = sum(turns) / len(turns)
         for name, group in (("straight", False), ("turning", True)):
             hits = [m for m, t in zip(matches, turns, strict=True) if t == group]
