@@ -158,3 +158,31 @@ def test_flex_backend_refuses_gradients_on_cpu_with_a_clear_message():
     q, k, v = tensors(8, 8, seed=5)
     with pytest.raises(RuntimeError, match="no backward pass on CPU"):
         attend(q, k, v, pattern="full", q_grid=(2, 2, 2), backend="flex")
+
+
+@pytest.mark.parametrize("causal", (True, False))
+def test_masked_path_slices_keys_per_query_frame_and_equals_the_oracle(causal):
+    from nuwa_lab.attention.dense import frame_bands, masked_sdpa_attend
+    from nuwa_lab.attention.masks import make_spec
+
+    grid = (4, 8, 8)  # the tiny preset's video grid
+    spec = make_spec("nearby", grid, None, causal, extent=(1, 3, 3))
+    bands = frame_bands(spec, spec.n_kv, "cpu")
+    frame = 8 * 8
+    # query frame t sees keys of frames t-1..t (..t+1 without causality): at most 2 (3) frames
+    assert [(a, b) for a, b, *_ in bands] == [(t * frame, (t + 1) * frame) for t in range(4)]
+    assert max(hi - lo for _, _, lo, hi, _ in bands) <= (2 if causal else 3) * frame
+    q, k, v = tensors(spec.n_q, spec.n_kv, seed=3)
+    out = masked_sdpa_attend(q, k, v, spec)
+    weights = torch.linspace(-1, 1, out.numel()).reshape(out.shape)
+    grads = torch.autograd.grad((out * weights).sum(), (q, k, v))
+    ref, ref_grads = outputs_and_grads(q, k, v, "dense", dict(
+        pattern="nearby", q_grid=grid, causal=causal, extent=(1, 3, 3)))  # fmt: skip
+    torch.testing.assert_close(out, ref, **TOL)
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r, **TOL)
+    # an image grid (one frame) has nothing to slice: one call over all keys
+    assert (
+        frame_bands(make_spec("nearby", (1, 8, 8), None, causal, extent=(0, 3, 3)), 64, "cpu")
+        is None
+    )
