@@ -13,8 +13,9 @@ kind is registered by the module that owns it:
   beside the old one.
 - `code`: the modules (or packages) whose source decides what training produces. Their code is
   part of `version` (`code_version`: a hash of their syntax trees without comments, docstrings or
-  formatting), so editing the training code retrains instead of loading a stale artifact; a
-  hand-written `version` can still be bumped for what the source does not show.
+  formatting; benchmarks and plots, `UNHASHED_MODULES`, are left out), so editing the training
+  code retrains instead of loading a stale artifact; a hand-written `version` can still be bumped
+  for what the source does not show.
 - `train_fn(cfg, *, workdir, progress)` trains and returns the module (or `(module, metrics_dict)`);
   `workdir` (`<folder>/train/`) is where it keeps its training checkpoints, so an interrupted run
   resumes.
@@ -66,6 +67,7 @@ class ArtifactKind:
     build_fn: Callable[[Any], Any] | None = None
     base_version: str = "1"
     code: tuple[str, ...] = ()
+    derived: Callable[[Any], dict[str, Any]] | None = None
 
     @property
     def version(self) -> str:
@@ -77,15 +79,23 @@ class ArtifactKind:
 WORLD_AND_LOOP = ("nuwa_lab.world", "nuwa_lab.train", "nuwa_lab.trainable")
 
 
+# modules of a hashed package that never decide what training produces: benchmarks and figures
+# (editing a benchmark must not retrain every model)
+UNHASHED_MODULES = ("bench", "plot", "plots")
+
+
 def _source_files(module: str) -> list[Path]:
     import importlib.util
 
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:
         raise ValueError(f"artifact code module {module!r} does not exist")
-    if spec.submodule_search_locations:  # a package: every .py file in it
+    if spec.submodule_search_locations:  # a package: every .py file in it but UNHASHED_MODULES
         return sorted(
-            p for folder in spec.submodule_search_locations for p in Path(folder).rglob("*.py")
+            p
+            for folder in spec.submodule_search_locations
+            for p in Path(folder).rglob("*.py")
+            if p.stem not in UNHASHED_MODULES
         )
     return [Path(spec.origin)]
 
@@ -136,10 +146,13 @@ def register_artifact(
     build_fn: Callable[[Any], Any] | None = None,
     version: str = "1",
     code: Sequence[str] = (),
+    derived: Callable[[Any], dict[str, Any]] | None = None,
 ) -> None:
     """Register how to train (and rebuild) the artifact `kind`; re-registering replaces it.
 
-    `code`: module names whose source is hashed into the version (see the module docstring)."""
+    `code`: module names whose source is hashed into the version (see the module docstring).
+    `derived(cfg)`: settings no single config field holds (e.g. one row of a table), as a dict
+    hashed beside the sections."""
     if isinstance(sections, str):
         raise TypeError(
             f"sections must be a sequence of config field names, not the string "
@@ -148,7 +161,7 @@ def register_artifact(
     if isinstance(code, str):
         raise TypeError(f"code must be a sequence of module names, not the string {code!r}")
     _REGISTRY[kind] = ArtifactKind(
-        kind, train_fn, tuple(sections), build_fn, str(version), tuple(code)
+        kind, train_fn, tuple(sections), build_fn, str(version), tuple(code), derived
     )
 
 
@@ -210,6 +223,8 @@ def _sections(spec: ArtifactKind, cfg: Any) -> dict[str, Any]:
                 )
             value = getattr(value, part)
         out[name] = value
+    if spec.derived is not None:
+        out.update(spec.derived(cfg))
     return out
 
 

@@ -94,6 +94,25 @@ def test_code_version_hashes_what_the_code_does_not_how_it_is_written(tmp_path, 
         artifacts.code_version("nuwa_lab_no_such_module")
 
 
+def test_a_packages_benchmarks_and_plots_are_not_hashed(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    package = tmp_path / "nuwa_lab_codever_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "layer.py").write_text("def f(x):\n    return x + 1\n")
+    (package / "bench.py").write_text("def timed():\n    return 1\n")
+    artifacts.code_version.cache_clear()
+    original = artifacts.code_version(package.name)
+    (package / "bench.py").write_text("def timed():\n    return 2\n")
+    (package / "plot.py").write_text("def figure():\n    return 3\n")
+    artifacts.code_version.cache_clear()
+    assert artifacts.code_version(package.name) == original  # not what training produces
+    (package / "layer.py").write_text("def f(x):\n    return x + 2\n")
+    artifacts.code_version.cache_clear()
+    assert artifacts.code_version(package.name) != original
+    artifacts.code_version.cache_clear()
+
+
 def test_editing_the_registered_code_retrains(kind, cfg, tmp_path, monkeypatch):
     code_dir = tmp_path / "code"
     code_dir.mkdir()
