@@ -20,9 +20,10 @@ The loss is the task's own: the token cross-entropy over the positions the task 
 $$ \mathcal{L} = -\frac{1}{|\bar F|} \sum_{n \notin F} \log p_\theta(y_n \mid y_{<n}, C) $$
 
 with $C$ and $F$ built by `nuwa_lab.tasks.task_tensors` exactly as at sampling time (so a fine-tuned
-model sees in training what it gets when it runs). Data: `cfg.tasks.finetune_pool` train-split
-items, tokenized once (cached in the artifact's work folder); the batch of step s is drawn from the
-pool by a generator seeded with (cfg.seed, s), so resume is exact.
+model sees in training what it gets when it runs). Data (`nuwa_lab.finetune_data`):
+`cfg.tasks.finetune_pool` train-split items, tokenized once (cached in the artifact's work folder);
+the batch of step s is drawn from the pool by a generator seeded with (cfg.seed, s), so resume is
+exact. V2V draws videos that turn at a wall `cfg.tasks.v2v_turning_weight` times as often.
 
 The I2I "context" variant (`context=True`) is a copy of the pretrained model whose encoder reads the
 visible image codes as an image grid (1, h, w) with hidden tokens set to the mask code K: the sketch
@@ -46,21 +47,33 @@ import torch
 from torch import nn
 
 from nuwa_lab.artifacts import get_or_train, register_artifact
-from nuwa_lab.config import TrainConfig, resolve_device
-from nuwa_lab.model import KINDS, Condition, Nuwa
+from nuwa_lab.config import TaskConfig, TrainConfig, resolve_device
+from nuwa_lab.finetune_data import FinetuneTrainable, pool_loss, task_pool
+from nuwa_lab.model import Nuwa
 from nuwa_lab.model.artifact import CODE as PRETRAINED_CODE
 from nuwa_lab.model.artifact import SECTIONS as PRETRAINED_SECTIONS
 from nuwa_lab.model.artifact import VERSION as PRETRAINED_VERSION
 from nuwa_lab.pretrain import PRETRAIN_TASKS
-from nuwa_lab.tasks.run import has_visible_context, task_tensors
-from nuwa_lab.tasks.spec import TASK_SPECS, get_task, given_frames
+from nuwa_lab.tasks.run import has_visible_context
+from nuwa_lab.tasks.spec import TASK_SPECS, get_task
 
 # hand-written part of the version; the code below (the pretrained model's included) is hashed in
 VERSION = f"1+nuwa{PRETRAINED_VERSION}"
-CODE = ("nuwa_lab.finetune", "nuwa_lab.tasks.run", "nuwa_lab.tasks.spec", *PRETRAINED_CODE)
+CODE = (
+    "nuwa_lab.finetune",
+    "nuwa_lab.finetune_data",
+    "nuwa_lab.tasks.run",
+    "nuwa_lab.tasks.spec",
+    *PRETRAINED_CODE,
+)
 PRETRAINED_KIND = "nuwa"
-# everything the pretrained model depends on, plus this module's section (cfg.tasks)
-SECTIONS = (*PRETRAINED_SECTIONS, "tasks")
+# everything the pretrained model depends on, plus the cfg.tasks fields every task shares; the
+# budgets are hashed per task (`own_settings`), so a new V2V budget does not retrain T2I
+OWN_TASK_FIELDS = ("finetune_budgets", "v2v_turning_weight")
+SECTIONS = (
+    *PRETRAINED_SECTIONS,
+    *(f"tasks.{f.name}" for f in dataclasses.fields(TaskConfig) if f.name not in OWN_TASK_FIELDS),
+)
 VARIANTS = ("default", "pretrained", "finetuned", "context")
 # Text-guided manipulation runs zero-shot (never trained on an edit) on the model that draws from
 # captions, whose condition it shares. Measured at tiny, 64 test pairs: TI2I edit success 62.5% on
@@ -91,6 +104,24 @@ def tokenizer_kind(cfg: Any) -> str:
 def pretrained_model(cfg: Any, *, progress: bool = True, root: Any = None) -> Nuwa:
     """The multi-task pretrained model (artifact "nuwa", trained by nuwa_lab.pretrain)."""
     return get_or_train(PRETRAINED_KIND, cfg, progress=progress, root=root)
+
+
+def start_chain(task: str) -> list[str]:
+    """`task`, the task its fine-tuning starts from, and so on (V2V: ["v2v", "t2v", "t2i"])."""
+    chain = [get_task(task).name]
+    while chain[-1] in FINETUNE_START:
+        chain.append(FINETUNE_START[chain[-1]])
+    return chain
+
+
+def own_settings(cfg: Any, task: str) -> dict[str, Any]:
+    """The cfg.tasks settings only some fine-tuned models depend on (hashed beside `SECTIONS`):
+    the budgets of `task` and of the models it starts from, and V2V's turning weight."""
+    chain = start_chain(task)
+    out: dict[str, Any] = {f"finetune_budget({t})": cfg.tasks.finetune_budget(t) for t in chain}
+    if "v2v" in chain:
+        out["v2v_turning_weight"] = cfg.tasks.v2v_turning_weight
+    return out
 
 
 def start_model(cfg: Any, task: str, *, progress: bool = True, root: Any = None) -> Nuwa:
@@ -134,127 +165,6 @@ def train_config(cfg: Any, task: str) -> TrainConfig:
         log_every=max(1, min(cfg.train.log_every, steps // 20)),
         ckpt_every=min(cfg.train.ckpt_every, steps) if cfg.train.ckpt_every else 0,
     )
-
-
-def task_pool(
-    task: str,
-    cfg: Any,
-    kit: Any,
-    *,
-    split: str = "train",
-    size: int,
-    context: bool = False,
-    model: Nuwa,
-    chunk: int = 256,
-    progress: bool = False,
-    root: Any = None,
-) -> dict[str, torch.Tensor]:
-    """`size` items of `split` as tensors: condition tokens, target codes and the fixed grid.
-
-    T2I, T2V and V2V reuse pretraining's cached token data (`nuwa_lab.pretrain.token_data`, the
-    same items and codes the pretrained model was trained on); the other tasks, whose inputs
-    (sketches, hidden regions, edits) pretraining never tokenized, go through `task_tensors`."""
-    from tqdm.auto import tqdm
-
-    if task in PRETRAIN_TASKS and not context:
-        return _pretrain_pool(task, cfg, split, size, root=root, progress=progress)
-
-    from nuwa_lab.tasks.evaluate import task_items
-
-    parts: dict[str, list[torch.Tensor]] = {"condition": [], "target": [], "fixed": []}
-    for start in tqdm(range(0, size, chunk), desc=f"{task} pool", disable=not progress):
-        inputs = task_items(task, kit, split, min(chunk, size - start), offset=start)
-        t = task_tensors(
-            task,
-            model,
-            inputs,
-            tokenizer=kit.tokenizer,
-            text_tokenizer=kit.text_tokenizer,
-            seg_tokenizer=kit.seg_tokenizer,
-            context=context,
-            with_target=True,
-        )
-        parts["condition"].append(t.condition.tokens.cpu())
-        parts["target"].append(t.target_tokens.cpu())
-        parts["fixed"].append(t.fixed.cpu())
-    kind = t.condition.kind
-    pool = {k: torch.cat(v) for k, v in parts.items()}
-    pool["kind"] = torch.tensor(KINDS.index(kind))
-    return pool
-
-
-def _pretrain_pool(task, cfg, split, size, *, root, progress) -> dict[str, torch.Tensor]:
-    from nuwa_lab.pretrain import token_data  # the pretraining token pipeline, reused
-
-    data = token_data(cfg, split, size, root=root, progress=progress)
-    condition, target = data.task_batch(task, torch.arange(len(data)))
-    fixed = torch.zeros(target.shape, dtype=torch.bool)
-    if task == "v2v":  # the first given_frames frames are given, as when the task runs
-        fixed[:, : given_frames("v2v", cfg.tasks)] = True
-    return {
-        "condition": condition.tokens,
-        "target": target,
-        "fixed": fixed,
-        "kind": torch.tensor(KINDS.index(condition.kind)),
-    }
-
-
-def pool_condition(pool: dict[str, torch.Tensor], rows: torch.Tensor | slice) -> Condition:
-    """The `Condition` of the pool's `rows`."""
-    tokens = pool["condition"][rows]
-    return Condition(KINDS[int(pool["kind"])], tokens, tuple(tokens.shape[1:]))
-
-
-class FinetuneTrainable:
-    """`nuwa_lab.train`'s protocol for fine-tuning on one task from a token pool."""
-
-    def __init__(
-        self, model: Nuwa, pool: dict[str, torch.Tensor], train_cfg: TrainConfig, seed: int
-    ):
-        self.model, self.pool, self.cfg, self.seed = model, pool, train_cfg, seed
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"model": self.model}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        from nuwa_lab.train import make_adamw
-
-        return {"model": make_adamw(self.model, self.cfg)}
-
-    def batch(self, step: int, rank: int, world_size: int) -> dict[str, Any]:
-        from nuwa_lab.train import rank_slice, step_generator
-
-        b, size = self.cfg.batch_size, len(self.pool["target"])
-        rows = torch.randint(size, (b,), generator=step_generator(self.seed, step))
-        rows = rows[rank_slice(b, rank, world_size)]
-        return {"rows": rows, **{k: self.pool[k][rows] for k in ("condition", "target", "fixed")}}
-
-    def losses(self, batch: dict[str, Any], step: int):
-        tokens = batch["condition"]
-        condition = Condition(KINDS[int(self.pool["kind"])], tokens, tuple(tokens.shape[1:]))
-        fixed = batch["fixed"]
-        mask = ~fixed if bool(fixed.any()) else None
-        _, loss = self.model(condition, batch["target"], loss_mask=mask)
-        return {"model": loss}, {}
-
-
-@torch.no_grad()
-def pool_loss(model: Nuwa, pool: dict[str, torch.Tensor], *, batch_size: int = 64) -> float:
-    """Mean loss over the generated positions of a pool (e.g. validation items)."""
-    device = next(model.parameters()).device
-    was = model.training
-    model.eval()
-    total, count = 0.0, 0
-    for s in range(0, len(pool["target"]), batch_size):
-        rows = slice(s, s + batch_size)
-        fixed = pool["fixed"][rows].to(device)
-        mask = ~fixed if bool(fixed.any()) else None
-        condition = pool_condition(pool, rows).to(device)
-        _, loss = model(condition, pool["target"][rows].to(device), loss_mask=mask)
-        n = int((~fixed).sum()) if mask is not None else fixed.numel()
-        total, count = total + float(loss) * n, count + n
-    model.train(was)
-    return total / max(1, count)
 
 
 def finetune(
@@ -392,6 +302,7 @@ def _register() -> None:
                 ),
                 version=VERSION,
                 code=CODE,
+                derived=lambda cfg, name=name: own_settings(cfg, name),
             )
 
 

@@ -50,3 +50,15 @@ def bounce_batch(p0, v, steps, lo, hi) -> torch.Tensor:
     """`bounce` for (b, m) starts and (1, t, 1) steps -> (b, t, m)."""
     p0, v, lo, hi = (rearrange(a, "b m -> b 1 m") for a in (p0, v, lo, hi))
     return bounce(p0, v, steps, lo, hi)
+
+
+def turns_after(cx: torch.Tensor, cy: torch.Tensor, given_frames: int) -> torch.Tensor:
+    r"""(b,) bool: some object of the video moves against its last given move
+    $c_{g-1} - c_{g-2}$ at a later frame (it turned at a wall after the `given_frames` first
+    frames). `cx`, `cy`: centres (b, t, m) from `ShapesWorld.trajectories`."""
+    if given_frames < 2:
+        raise ValueError(f"a given move needs two given frames, got given_frames={given_frames}")
+    moves = torch.stack([cx.diff(dim=1), cy.diff(dim=1)], dim=-1)  # (b, t - 1, m, 2)
+    last_given = moves[:, given_frames - 2]  # (b, m, 2); still objects have (0, 0)
+    later = moves[:, given_frames - 1 :]
+    return ((later * last_given[:, None]).sum(-1) < 0).flatten(1).any(1)

@@ -120,6 +120,53 @@ def test_a_task_with_its_own_budget_fine_tunes_with_it_and_the_others_with_the_d
     assert make_config("smoke").tasks.finetune_budget("t2i")[0] == 2  # CI stays fast
 
 
+def test_a_budget_change_retrains_the_task_and_the_models_started_from_it_only() -> None:
+    from nuwa_lab.artifacts import artifact_dir
+    from nuwa_lab.finetune import artifact_kind, start_chain
+
+    assert start_chain("v2v") == ["v2v", "t2v", "t2i"] and start_chain("i2i") == ["i2i"]
+    base = make_config("tiny")
+    rows = {row[0]: row for row in base.tasks.finetune_budgets}
+
+    def folders(**changed):
+        budgets = [changed.get(t, row) for t, row in rows.items()]
+        cfg = make_config("tiny", **{"tasks.finetune_budgets": budgets})
+        return {t: artifact_dir(artifact_kind(t), cfg) for t in ("t2i", "t2v", "v2v", "s2i")}
+
+    before = folders()
+    after_v2v = folders(v2v=("v2v", 7, 8, 1e-3))
+    assert [t for t in before if before[t] != after_v2v[t]] == ["v2v"]
+    after_t2i = folders(t2i=("t2i", 7, 32, 1e-3))
+    assert [t for t in before if before[t] != after_t2i[t]] == ["t2i", "t2v", "v2v"]
+    weighted = make_config("tiny", **{"tasks.v2v_turning_weight": 3.0})
+    assert artifact_dir(artifact_kind("v2v"), weighted) != before["v2v"]
+    assert artifact_dir(artifact_kind("t2v"), weighted) == before["t2v"]
+
+
+def test_v2v_batches_draw_turning_videos_by_their_weight() -> None:
+    from nuwa_lab.finetune import train_config
+    from nuwa_lab.finetune_data import FinetuneTrainable, turning_weights
+
+    cfg = make_config("tiny")
+    weights = turning_weights(cfg, 512)
+    share = float((weights > 1).float().mean())
+    assert 0.08 < share < 0.35  # about one video in five turns at a wall after the given frames
+    assert set(weights.unique().tolist()) == {1.0, cfg.tasks.v2v_turning_weight}
+    pool = {
+        "condition": torch.zeros(512, 1, dtype=torch.long),
+        "target": torch.arange(512),
+        "fixed": torch.zeros(512, dtype=torch.bool),
+        "weight": weights,
+    }
+    trainable = FinetuneTrainable(None, pool, train_config(cfg, "v2v"), seed=0)
+    drawn = torch.cat([trainable.batch(s, 0, 1)["rows"] for s in range(400)])
+    drawn_share = float((weights[drawn] > 1).float().mean())
+    w = cfg.tasks.v2v_turning_weight
+    expected = share * w / (share * w + 1 - share)
+    assert abs(drawn_share - expected) < 0.05, (drawn_share, expected)
+    assert (trainable.batch(3, 0, 1)["rows"] == trainable.batch(3, 0, 1)["rows"]).all()  # resume
+
+
 def test_each_task_runs_on_its_model_and_manipulation_zero_shot_on_the_caption_models(
     monkeypatch,
 ) -> None:

@@ -278,3 +278,16 @@ def test_video_manipulation_shares_given_frames_then_follows_the_new_direction()
         assert parse_caption(pair.new_caption)[0]["direction"] == new
     with pytest.raises(ValueError, match="given_frames"):
         world.manipulation(0, "video", given_frames=6)
+
+
+def test_turns_after_finds_the_videos_whose_object_turns_after_the_given_frames() -> None:
+    from nuwa_lab.world.motion import turns_after
+
+    # centres (b=4, t=4, m=1): straight right; turns at frame 3; still; turns within the given
+    # frames only (moves left after the turn at frame 1 and keeps going)
+    cx = torch.tensor([[0, 4, 8, 12], [0, 4, 8, 4], [5, 5, 5, 5], [4, 8, 4, 0]]).float()[..., None]
+    cy = torch.zeros_like(cx)
+    assert turns_after(cx, cy, given_frames=2).tolist() == [False, True, False, True]
+    assert turns_after(cx, cy, given_frames=3).tolist() == [False, True, False, False]
+    with pytest.raises(ValueError, match="two given frames"):
+        turns_after(cx, cy, given_frames=1)
