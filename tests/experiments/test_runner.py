@@ -367,6 +367,22 @@ def test_lab_runs_a_notebook_with_a_modality_parameter_once_per_modality(tmp_pat
     ]
 
 
+def test_lab_measures_task_notebooks_on_its_presets_evaluation_size(tmp_path: Path) -> None:
+    from nuwa_lab.lab import LAB_NUM_EVAL
+
+    write_notebook(tmp_path / "notebooks" / "00_tour.ipynb")
+    write_notebook(tmp_path / "notebooks" / "05_model.ipynb", "NUM_EVAL: int = 0\n")
+    task_params = 'MODALITY: str = "image"\nNUM_EVAL: int = 0\n'
+    write_notebook(tmp_path / "notebooks" / "07_task.ipynb", task_params)
+    for preset in ("tiny", "smoke"):
+        params = {name: p for _, _, p, name in lab_runs(tmp_path, preset)}
+        assert "NUM_EVAL" not in params["00_tour"]  # a notebook without the parameter
+        assert "NUM_EVAL" not in params["05_model"]  # not a task notebook: its own default
+        for modality in ("image", "video"):
+            assert params[f"07_task-{modality}"].get("NUM_EVAL") == LAB_NUM_EVAL.get(preset)
+    assert LAB_NUM_EVAL["tiny"] == 256 and "smoke" not in LAB_NUM_EVAL  # CI stays at 2 items
+
+
 def test_report_lists_every_task_run_against_its_targets(tmp_path: Path) -> None:
     write_notebook(tmp_path / "notebooks" / "06_task.ipynb", 'MODALITY: str = "image"\n')
     folder = tmp_path / "experiments" / "runs" / "lab-tiny"
