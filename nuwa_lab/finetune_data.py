@@ -99,10 +99,14 @@ def turning_weights(cfg: Any, size: int) -> torch.Tensor:
     return torch.where(turning, cfg.tasks.v2v_turning_weight, 1.0)
 
 
-def pool_condition(pool: dict[str, torch.Tensor], rows: torch.Tensor | slice) -> Condition:
-    """The `Condition` of the pool's `rows`."""
-    tokens = pool["condition"][rows]
+def pool_condition(pool: dict[str, torch.Tensor], tokens: torch.Tensor) -> Condition:
+    """The `Condition` of condition `tokens` drawn from `pool` (its kind is the pool's)."""
     return Condition(KINDS[int(pool["kind"])], tokens, tuple(tokens.shape[1:]))
+
+
+def generated_mask(fixed: torch.Tensor) -> torch.Tensor | None:
+    """The loss mask: the positions not given (None when nothing is given: every position)."""
+    return ~fixed if bool(fixed.any()) else None
 
 
 class FinetuneTrainable:
@@ -137,10 +141,8 @@ class FinetuneTrainable:
         return {"rows": rows, **{k: self.pool[k][rows] for k in ("condition", "target", "fixed")}}
 
     def losses(self, batch: dict[str, Any], step: int):
-        tokens = batch["condition"]
-        condition = Condition(KINDS[int(self.pool["kind"])], tokens, tuple(tokens.shape[1:]))
-        fixed = batch["fixed"]
-        mask = ~fixed if bool(fixed.any()) else None
+        condition = pool_condition(self.pool, batch["condition"])
+        mask = generated_mask(batch["fixed"])
         _, loss = self.model(condition, batch["target"], loss_mask=mask)
         return {"model": loss}, {}
 
@@ -155,8 +157,8 @@ def pool_loss(model: Nuwa, pool: dict[str, torch.Tensor], *, batch_size: int = 6
     for s in range(0, len(pool["target"]), batch_size):
         rows = slice(s, s + batch_size)
         fixed = pool["fixed"][rows].to(device)
-        mask = ~fixed if bool(fixed.any()) else None
-        condition = pool_condition(pool, rows).to(device)
+        mask = generated_mask(fixed)
+        condition = pool_condition(pool, pool["condition"][rows]).to(device)
         _, loss = model(condition, pool["target"][rows].to(device), loss_mask=mask)
         n = int((~fixed).sum()) if mask is not None else fixed.numel()
         total, count = total + float(loss) * n, count + n
