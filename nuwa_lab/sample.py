@@ -79,10 +79,20 @@ def draw(
     return torch.minimum(index, last)
 
 
-def sampling_options(cfg: SampleConfig) -> dict:
-    """The keyword arguments of `sample` that come from the config's sample section."""
+def sampling_options(cfg: SampleConfig, task: str | None = None) -> dict:
+    """The keyword arguments of `sample` that come from the config's sample section; with a
+    `task`, its own temperature (`cfg.task_temperatures`) where it has one."""
+    from nuwa_lab.tasks.spec import TASK_SPECS
+
+    unknown = sorted({name for name, _ in cfg.task_temperatures} - set(TASK_SPECS))
+    if unknown:
+        raise ValueError(
+            f"sample.task_temperatures names unknown tasks {unknown}; "
+            f"valid: {', '.join(TASK_SPECS)}"
+        )
+    temperature = cfg.temperature if task is None else cfg.temperature_for(task)
     return dict(
-        temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p, candidates=cfg.candidates
+        temperature=temperature, top_k=cfg.top_k, top_p=cfg.top_p, candidates=cfg.candidates
     )
 
 

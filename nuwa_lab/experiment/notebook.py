@@ -21,7 +21,12 @@ from pathlib import Path
 from typing import Any
 
 _NO_DEFAULT = object()
-_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,)}
+_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "float | None": (int, float, type(None)),
+}
 
 
 @dataclass(frozen=True)

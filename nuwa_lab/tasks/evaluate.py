@@ -9,10 +9,11 @@ NÜWA evaluates each task on a held-out set with FID / CLIPSIM / PA / ... (§4);
 measured on `cfg.sample.num_eval` items of the world's "test" split and, separately, of the
 "held_out" split (scenes with a (shape, colour) pair the training split never shows).
 
-Sampling options come from `cfg.sample` (temperature, top-k, top-p, candidates) and can be
-overridden per call. With `candidates > 1` the samples of each condition are re-ranked by how many
-asked attributes the probe reads back (the paper re-ranks with CLIP); tasks without a caption have
-nothing to rank by and reject it.
+Sampling options come from `cfg.sample` (temperature, the task's own where
+`cfg.sample.task_temperatures` names it, top-k, top-p, candidates) and can be overridden per call.
+With `candidates > 1` the samples of each condition are re-ranked by how many asked attributes the
+probe reads back (the paper re-ranks with CLIP); tasks without a caption have nothing to rank by
+and reject it.
 """
 
 from __future__ import annotations
@@ -170,7 +171,11 @@ def evaluate_task(
     spec = get_task(name)
     n = cfg.sample.num_eval if n is None else n
     inputs = task_items(spec.name, kit, split, n)
-    options = {**sampling_options(cfg.sample), "batch_size": cfg.sample.batch_size, **sampling}
+    options = {
+        **sampling_options(cfg.sample, spec.name),
+        "batch_size": cfg.sample.batch_size,
+        **sampling,
+    }
     options.setdefault(
         "generator", torch.Generator().manual_seed(cfg.seed if seed is None else seed)
     )

@@ -9,7 +9,7 @@ import torch
 
 from nuwa_lab.config import make_config
 from nuwa_lab.model import Condition, Nuwa
-from nuwa_lab.sample import draw, filter_logits, rerank, sample
+from nuwa_lab.sample import draw, filter_logits, rerank, sample, sampling_options
 
 K = 32
 SIZES = dict(
@@ -176,3 +176,14 @@ def test_sampler_errors_name_the_problem() -> None:
         sample(model, text(), (4, 4), temperature=-1.0)
     with pytest.raises(ValueError, match="top_p"):
         sample(model, text(), (4, 4), top_p=0.0)
+
+
+def test_a_task_samples_at_its_own_temperature_where_the_config_names_one() -> None:
+    overrides = {"sample.temperature": 0.7, "sample.task_temperatures": [["t2i", 0.3]]}
+    cfg = make_config("tiny", **overrides)
+    assert sampling_options(cfg.sample, "t2i")["temperature"] == 0.3
+    assert sampling_options(cfg.sample, "s2i")["temperature"] == 0.7
+    assert sampling_options(cfg.sample)["temperature"] == 0.7  # no task: the shared one
+    bad = make_config("tiny", **{"sample.task_temperatures": [["t2x", 0.3]]})
+    with pytest.raises(ValueError, match=r"unknown tasks \['t2x'\].*valid: t2i"):
+        sampling_options(bad.sample, "t2i")
