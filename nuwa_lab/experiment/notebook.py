@@ -21,12 +21,7 @@ from pathlib import Path
 from typing import Any
 
 _NO_DEFAULT = object()
-_TYPES: dict[str, tuple[type, ...]] = {
-    "int": (int,),
-    "float": (int, float),
-    "str": (str,),
-    "float | None": (int, float, type(None)),
-}
+_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,)}
 
 
 @dataclass(frozen=True)

@@ -100,13 +100,6 @@ def test_parameters_cell_is_read_with_types_defaults_and_help(project: Path) -> 
     assert params["PRESET"].check("smoke") is None and params["X"].check("two") is not None
 
 
-def test_an_optional_float_parameter_takes_none_or_a_number_only() -> None:
-    from nuwa_lab.experiment.notebook import NotebookParameter
-
-    tau = NotebookParameter("TEMPERATURE", "float | None", None, "sampling tau")
-    assert tau.check(None) is None and tau.check(0.3) is None and tau.check(1) is None
-    assert "float | None" in tau.check("cold") and tau.check(True) is not None
-
 
 def test_unknown_key_is_an_error_naming_the_key_and_the_valid_ones(project: Path) -> None:
     path = write_sweep(
