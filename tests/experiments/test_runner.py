@@ -100,7 +100,6 @@ def test_parameters_cell_is_read_with_types_defaults_and_help(project: Path) -> 
     assert params["PRESET"].check("smoke") is None and params["X"].check("two") is not None
 
 
-
 def test_unknown_key_is_an_error_naming_the_key_and_the_valid_ones(project: Path) -> None:
     path = write_sweep(
         project, "notebook: notebooks/99_test.ipynb\nbase: {PRESET: smoke}\ngrid: {Y: [1, 2]}\n"
