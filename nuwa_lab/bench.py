@@ -15,6 +15,7 @@ from nuwa_lab.files import atomic_write_json
 TARGETS: dict[str, str] = {
     "attention": "nuwa_lab.attention.bench:run",
     "model": "nuwa_lab.model.bench:run",
+    "step": "nuwa_lab.model.bench:run_step_profile",
     "tokenizer": "nuwa_lab.tokenizer.bench:run",
 }
 

@@ -1,6 +1,7 @@
-"""`python -m nuwa_lab bench model [--json OUT] [--quick]`: NÜWA training and sampling speed.
+r"""NÜWA training and sampling speed: `python -m nuwa_lab bench model` and `bench step`.
 
-Three ratios, each measured within this one process (at the tiny preset; `--quick`: smoke):
+`bench model [--json OUT] [--quick]`: three ratios, each measured within this one process (at the
+tiny preset; `--quick`: smoke):
 
 | ratio | target | how |
 |---|---|---|
@@ -12,6 +13,32 @@ Model FLOPs are `nuwa_lab.model.counting.forward_flops` x 3 (matmuls only; atten
 pairs the pattern needs), so the ratio is a model-FLOP utilisation: work the implementation spends
 beyond that (softmax, norms, the optimizer, padding of local-attention tiles) lowers it. The data
 are random codes: speed does not depend on their values.
+
+`bench step [--json OUT] [--quick]`: where that training step's time goes. The utilisation is
+
+$$ U = \frac{F_{model} / t_{step}}{R_{1024}} $$
+
+(model FLOPs per step over the step time, against the fp32 rate $R_{1024}$ of a 1024³ matmul in
+the same process). The same steps run under `torch.profiler`, and the operators' own CPU time is
+split into groups:
+
+| group | operators |
+|---|---|
+| matmul | `aten::mm`, `addmm`, `bmm`, `baddbmm`: the projections, the MLP, the logits |
+| attention | the `scaled_dot_product_attention` kernels, forward and backward |
+| other kernels | every other `aten::` kernel: GELU, LayerNorm, adds, copies, fills, softmax |
+| optimizer | AdamW's fused update and its step |
+| framework | autograd nodes and tensor views (bookkeeping, no arithmetic) |
+
+The matmuls' FLOPs come from `torch.utils.flop_counter` over one step, so their time gives the
+rate they run at in place, $R_{mm} = F_{mm} / t_{mm}$ (their operands come from memory, not from
+cache, unlike the 1024³ reference). That bounds the utilisation even if every other operator took
+no time at all:
+
+$$ U \le U_{max} = \frac{F_{model}}{t_{mm} \, R_{1024}} $$
+
+The group times are those of the profiled steps (the profiler adds a little to every operator);
+the unprofiled step, measured in the same run, is printed beside them.
 """
 
 from __future__ import annotations
@@ -57,8 +84,11 @@ def _task_batches(
     return out
 
 
-def training_throughput(cfg, *, steps: int = 5, warmup: int = 2) -> dict[str, Any]:
-    """Median seconds per training step of the pretraining mixture, and its model FLOP/s."""
+def _mixture_step(cfg):
+    """A fresh model, its AdamW and one batch of the pretraining mixture.
+
+    Returns (step, model FLOPs per step): `step()` runs forward, backward and the optimizer once.
+    """
     from nuwa_lab.train import make_adamw
 
     sizes = model_sizes(cfg)
@@ -77,13 +107,23 @@ def training_throughput(cfg, *, steps: int = 5, warmup: int = 2) -> dict[str, An
         )
         for cond, target in batches.values()
     )
-    times = []
-    for i in range(warmup + steps):
-        start = time.perf_counter()
+
+    def step() -> None:
         loss = sum(model(cond, target)[1] for cond, target in batches.values())
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+
+    return step, flops
+
+
+def training_throughput(cfg, *, steps: int = 5, warmup: int = 2) -> dict[str, Any]:
+    """Median seconds per training step of the pretraining mixture, and its model FLOP/s."""
+    step, flops = _mixture_step(cfg)
+    times = []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        step()
         if i >= warmup:
             times.append(time.perf_counter() - start)
     sec = statistics.median(times)
@@ -193,4 +233,157 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"bench model: preset {cfg.preset}, {results['threads']} threads, {cfg.model.attention}")
     for name, value, target in rows:
         print(f"  {name:<26} {value:>16}   {target}")
+    return results
+
+
+GROUPS = ("matmul", "attention", "other kernels", "optimizer", "framework")
+MATMUL_OPS = frozenset({"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"})
+# operators that only make views or empty tensors: no arithmetic, bookkeeping time
+VIEW_OPS = frozenset(
+    "aten::" + name
+    for name in (
+        "view as_strided transpose t reshape permute slice select expand unsqueeze squeeze "
+        "_unsafe_view empty empty_strided empty_like detach alias split chunk unbind narrow "
+        "contiguous matmul linear result_type resolve_conj resolve_neg _reshape_alias"
+    ).split()
+)
+TARGET_UTILISATION = 0.60  # the NÜWA issue's target for U at the tiny preset
+
+
+def op_group(name: str) -> str:
+    """The group (one of `GROUPS`) of a profiler event name."""
+    if name in MATMUL_OPS:
+        return "matmul"
+    if "scaled_dot_product" in name or "flash_attention" in name:
+        return "attention"
+    if "adam" in name.lower() or name.startswith("Optimizer."):
+        return "optimizer"
+    if name.startswith("aten::") and name not in VIEW_OPS:
+        return "other kernels"
+    return "framework"
+
+
+def utilisation_bounds(
+    *, model_flops: float, step_s: float, matmul_s: float, rate: float, target: float
+) -> dict[str, float]:
+    """U now, its ceiling U_max (only the matmuls left, at their in-place rate), and the step
+    time the target needs, with what that leaves for everything but the matmuls."""
+    needed_s = model_flops / (target * rate)
+    return {
+        "utilisation": model_flops / step_s / rate,
+        "utilisation_max": model_flops / matmul_s / rate,
+        "step_needed_s": needed_s,
+        "non_matmul_budget_s": needed_s - matmul_s,
+    }
+
+
+def profile_training_step(cfg, *, steps: int = 5, warmup: int = 2) -> dict[str, Any]:
+    """Median unprofiled step time, the profiled group times per step and the matmul FLOPs."""
+    from torch.profiler import ProfilerActivity, profile
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from nuwa_lab.attention.bench import _native_stderr_silenced
+
+    step, model_flops = _mixture_step(cfg)
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    step_s = statistics.median(times)
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    matmul_flops = sum(
+        n
+        for op, n in counter.get_flop_counts()["Global"].items()
+        if f"aten::{op.__name__}" in MATMUL_OPS  # op: an OpOverloadPacket such as aten.mm
+    )
+
+    prof = profile(activities=[ProfilerActivity.CPU])
+    with _native_stderr_silenced():  # the profiler's C++ logs "USDT: profiler_start" lines
+        prof.start()
+    try:
+        for _ in range(steps):
+            step()
+    finally:
+        with _native_stderr_silenced():
+            prof.stop()
+    own_us: dict[str, float] = dict.fromkeys(GROUPS, 0.0)
+    kernels: dict[str, float] = {}
+    for event in prof.key_averages():
+        group = op_group(event.key)
+        own_us[group] += event.self_cpu_time_total
+        if group == "other kernels":
+            kernels[event.key] = event.self_cpu_time_total
+    group_s = {g: us / 1e6 / steps for g, us in own_us.items()}
+    top = sorted(kernels.items(), key=lambda kv: -kv[1])[:5]
+    return {
+        "step_s": step_s,
+        "profiled_step_s": sum(group_s.values()),
+        "model_flops": model_flops,
+        "matmul_flops": matmul_flops,
+        "group_s": group_s,
+        "top_other_kernels_s": {name: us / 1e6 / steps for name, us in top},
+    }
+
+
+def run_step_profile(args: argparse.Namespace) -> dict[str, Any]:
+    """`bench step`: the training step's time by operator group, and what it bounds."""
+    cfg = make_config("smoke" if args.quick else "tiny", device="cpu")
+    rate_before = matmul_rate()
+    prof = profile_training_step(cfg, steps=2 if args.quick else 5, warmup=1 if args.quick else 2)
+    rate = max(rate_before, matmul_rate())
+    matmul_s = prof["group_s"]["matmul"]
+    bounds = utilisation_bounds(
+        model_flops=prof["model_flops"],
+        step_s=prof["step_s"],
+        matmul_s=matmul_s,
+        rate=rate,
+        target=TARGET_UTILISATION,
+    )
+    inplace = prof["matmul_flops"] / matmul_s
+    results = {
+        "preset": cfg.preset,
+        "threads": torch.get_num_threads(),
+        "attention": cfg.model.attention,
+        "matmul_gflops": rate / 1e9,
+        "matmul_inplace_gflops": inplace / 1e9,
+        "matmul_inplace_over_rate": inplace / rate,
+        **prof,
+        **bounds,
+    }
+
+    print(
+        f"bench step: preset {cfg.preset}, {results['threads']} threads, {cfg.model.attention}; "
+        f"a training step of the pretraining mixture, profiled"
+    )
+    print(
+        f"  step {prof['step_s'] * 1000:.0f} ms unprofiled ({prof['profiled_step_s'] * 1000:.0f}"
+        f" ms under the profiler), fp32 1024^3 matmul {rate / 1e9:.0f} GFLOP/s"
+    )
+    print(f"  {'group':<16} {'ms / step':>10} {'share':>7}")
+    for group, seconds in prof["group_s"].items():
+        print(f"  {group:<16} {seconds * 1000:>10.1f} {seconds / prof['profiled_step_s']:>7.0%}")
+    print(
+        "  the largest other kernels: "
+        + ", ".join(
+            f"{name.removeprefix('aten::')} {s * 1000:.1f} ms"
+            for name, s in prof["top_other_kernels_s"].items()
+        )
+    )
+    print(
+        f"  matmuls: {prof['matmul_flops'] / 1e9:.2f} GFLOP in {matmul_s * 1000:.1f} ms = "
+        f"{inplace / 1e9:.0f} GFLOP/s in place ({results['matmul_inplace_over_rate']:.2f} of the "
+        f"1024^3 rate)"
+    )
+    print(f"  utilisation U now                               {bounds['utilisation']:.2f}")
+    print(f"  U_max, if only the matmuls took time            {bounds['utilisation_max']:.2f}")
+    print(
+        f"  for U = {TARGET_UTILISATION:.2f}: a step of {bounds['step_needed_s'] * 1000:.0f} ms,"
+        f" leaving {bounds['non_matmul_budget_s'] * 1000:.0f} ms for all but the matmuls"
+        f" (now {(prof['profiled_step_s'] - matmul_s) * 1000:.0f} ms)"
+    )
     return results

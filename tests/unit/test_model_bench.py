@@ -1,0 +1,83 @@
+"""`bench model` and `bench step`: quick runs return complete, consistent tables; the operator
+groups and the utilisation bounds on known cases.
+
+No timing assertions: the benchmarks report times; the tests check how they sort and sum them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from nuwa_lab.bench import TARGETS
+from nuwa_lab.model.bench import GROUPS, op_group, run, run_step_profile, utilisation_bounds
+
+
+@pytest.mark.parametrize(
+    "name, group",
+    [
+        ("aten::mm", "matmul"),
+        ("aten::addmm", "matmul"),
+        ("aten::bmm", "matmul"),
+        ("aten::_scaled_dot_product_flash_attention_for_cpu", "attention"),
+        ("aten::_scaled_dot_product_flash_attention_for_cpu_backward", "attention"),
+        ("aten::_fused_adamw_", "optimizer"),
+        ("Optimizer.step#AdamW.step", "optimizer"),
+        ("aten::gelu_backward", "other kernels"),
+        ("aten::native_layer_norm", "other kernels"),
+        ("aten::fill_", "other kernels"),
+        ("aten::view", "framework"),
+        ("aten::transpose", "framework"),
+        ("aten::matmul", "framework"),  # a composite: its mm is counted as matmul
+        ("MmBackward0", "framework"),
+        ("autograd::engine::evaluate_function: MmBackward0", "framework"),
+    ],
+)
+def test_each_profiler_event_lands_in_its_group(name, group):
+    assert op_group(name) == group
+
+
+def test_utilisation_bounds_on_a_known_case():
+    # 100 FLOPs per step in 2 s, of which the matmuls take 1 s, on a 100 FLOP/s machine:
+    # U = 50 / 100; only the matmuls left: 100 FLOPs in 1 s = 1.0; U = 0.25 needs a 4 s step,
+    # which leaves 3 s for everything else.
+    bounds = utilisation_bounds(model_flops=100, step_s=2, matmul_s=1, rate=100, target=0.25)
+    assert bounds == pytest.approx(
+        {
+            "utilisation": 0.5,
+            "utilisation_max": 1.0,
+            "step_needed_s": 4.0,
+            "non_matmul_budget_s": 3.0,
+        }
+    )
+
+
+def test_quick_step_profile_groups_add_up_and_the_matmul_flops_are_counted(capsys):
+    assert TARGETS["step"] == "nuwa_lab.model.bench:run_step_profile"
+    result = run_step_profile(argparse.Namespace(target="step", json=None, quick=True))
+    json.dumps(result)  # the --json output must be serialisable
+    assert tuple(result["group_s"]) == GROUPS
+    assert all(seconds >= 0 for seconds in result["group_s"].values())
+    assert result["group_s"]["matmul"] > 0 and result["group_s"]["attention"] > 0
+    assert result["profiled_step_s"] == pytest.approx(sum(result["group_s"].values()))
+    # the matmuls' FLOPs are part of the model FLOPs (which add the attention's pairs)
+    assert 0 < result["matmul_flops"] <= result["model_flops"]
+    assert result["utilisation_max"] > result["utilisation"] > 0
+    assert all(op_group(name) == "other kernels" for name in result["top_other_kernels_s"])
+    out = capsys.readouterr().out
+    assert "U_max" in out and "matmul" in out
+
+
+def test_quick_model_bench_reports_its_three_ratios(capsys):
+    assert TARGETS["model"] == "nuwa_lab.model.bench:run"
+    result = run(argparse.Namespace(target="model", json=None, quick=True))
+    json.dumps(result)
+    assert result["same_tokens"] is True  # cached and uncached sampling agree token for token
+    assert result["cache_speedup"] == pytest.approx(result["uncached_s"] / result["cached_s"])
+    assert result["train_utilisation"] == pytest.approx(
+        result["model_gflops"] / result["matmul_gflops"]
+    )
+    assert result["last_over_first"] > 0
+    assert ">= 0.60" in capsys.readouterr().out
