@@ -117,16 +117,22 @@ def _mixture_step(cfg):
     return step, flops
 
 
+def _median_seconds(fn, *, steps: int, warmup: int) -> float:
+    """Median wall time of `steps` calls of fn() after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def training_throughput(cfg, *, steps: int = 5, warmup: int = 2) -> dict[str, Any]:
     """Median seconds per training step of the pretraining mixture, and its model FLOP/s."""
     step, flops = _mixture_step(cfg)
-    times = []
-    for i in range(warmup + steps):
-        start = time.perf_counter()
-        step()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    sec = statistics.median(times)
+    sec = _median_seconds(step, steps=steps, warmup=warmup)
     return {"sec_per_step": sec, "train_flops_per_step": flops, "model_flops_per_sec": flops / sec}
 
 
@@ -285,14 +291,7 @@ def profile_training_step(cfg, *, steps: int = 5, warmup: int = 2) -> dict[str, 
     from nuwa_lab.attention.bench import _native_stderr_silenced
 
     step, model_flops = _mixture_step(cfg)
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    step_s = statistics.median(times)
+    step_s = _median_seconds(step, steps=steps, warmup=warmup)
 
     with FlopCounterMode(display=False) as counter:
         step()
