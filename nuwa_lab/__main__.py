@@ -12,11 +12,17 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "world": ("nuwa_lab.world.cli", "the Shapes World: preview samples, measure the rate"),
-    "bench": ("nuwa_lab.bench", "speed benchmarks, as ratios measured in one process"),
-    "probe": ("nuwa_lab.metrics.cli", "train / load the probes and print their accuracies"),
-    "sweep": ("nuwa_lab.experiment.cli", "run a sweep file: notebooks x parameter grid, papermill"),
-    "lab": ("nuwa_lab.lab", "the main job: every notebook in order, then experiments/report.md"),
+    "world": ("nuwa_lab.lab.world_cli", "the Shapes World: preview samples, measure the rate"),
+    "bench": ("nuwa_lab.lab.bench", "speed benchmarks, as ratios measured in one process"),
+    "probe": ("nuwa_lab.lab.probe_cli", "train / load the probes and print their accuracies"),
+    "sweep": (
+        "nuwa_lab.lab.experiment.cli",
+        "run a sweep file: notebooks x parameter grid, papermill",
+    ),
+    "lab": (
+        "nuwa_lab.lab.job",
+        "the main job: every notebook in order, then experiments/report.md",
+    ),
 }
 
 

@@ -94,7 +94,7 @@ class TokenizerConfig:
     steps: int = 2000
     batch_size: int = 16
     lr: float = 2e-3
-    warmup: int = 100  # linear warm-up steps, then cosine (nuwa_lab.train)
+    warmup: int = 100  # linear warm-up steps, then cosine (nuwa_lab.train.loop)
     seed: int = 0  # training seed: tokenizers are shared instruments, not per-experiment
     eval_samples: int = 512  # validation images scored when an artifact is trained
 
@@ -138,7 +138,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The shared training loop (nuwa_lab.train): schedule, optimizer defaults, checkpoints."""
+    """The shared training loop (nuwa_lab.train.loop): schedule, optimizer defaults, checkpoints."""
 
     steps: int = 1500  # S, optimizer steps; the cosine schedule spans them
     batch_size: int = 32  # the global batch (split evenly over data-parallel ranks)
@@ -158,15 +158,9 @@ class TrainConfig:
 class SampleConfig:
     """Sampling: raster order, temperature, top-k, top-p."""
 
-    # tau: below the model's own 1.0 trades variety for accuracy. Measured at tiny (session 11, one
-    # set of models, 256 test items per task, tau 0.7 -> 0.3): T2I all attributes right 87.1 ->
-    # 91.0% (lab-FID 81.6 -> 67.0), T2V (2,000 fine-tuning steps) 79.7 -> 82.4% (lab-FVD 113 ->
-    # 90), S2I / S2V shape pixels right 54.3 -> 66.6% / 55.8 -> 62.4%, TI2I edits 73.4 -> 77.7%
-    # with the preserved part 2.12 -> 1.87 dB under the tokenizer, I2I objects 16.0 -> 18.4%.
-    # Colder samples are both more right and, by lab-FID / FVD, closer to the real ones: on this
-    # world the model's spread is mostly error, not variety. V2V direction (test / held-out) 89.8 /
-    # 92.2% -> 93.4 / 90.2% and TV2V edits 82.4 / 81.3% -> 83.2 / 78.1%: no clear change either way.
-    # Session 2's T2I (64 captions): 81% at 1.0, 92% at 0.7.
+    # tau below the model's own 1.0: on this world the model's spread is mostly error, not
+    # variety, so colder samples were measured both more often right and closer to the real ones
+    # by lab-FID / FVD at tiny (docs/lab-notes.md has the numbers)
     temperature: float = 0.3
     # (task, tau): tasks sampled at their own temperature instead of `temperature`
     task_temperatures: tuple[tuple[str, float], ...] = ()
@@ -183,7 +177,7 @@ class SampleConfig:
 
 @dataclass(frozen=True)
 class TaskConfig:
-    """The eight tasks (nuwa_lab.tasks) and fine-tuning on one of them (nuwa_lab.finetune)."""
+    """The eight tasks (nuwa_lab.tasks) and fine-tuning on one (nuwa_lab.recipes.finetune)."""
 
     # V2V: leading frames given as fixed tokens (1..frames-1). Two, because one frame shows where
     # the object is but not where it goes: from one frame each of the four directions is as likely
@@ -193,26 +187,11 @@ class TaskConfig:
     finetune_batch_size: int = 16
     finetune_lr: float = 3e-4  # peak lr (a third of pretraining's)
     finetune_warmup: int = 30
-    # (task, steps, batch, peak lr): tasks whose fine-tuning replaces the three budgets above.
-    # Measured at tiny, 64 test items, temperature 0.7. T2I from the 1,500-step pretrained model:
-    # all attributes right 64% after 600 steps of 32 at 1e-3, 92% after 1,500. V2V after 600 of
-    # 16 at 1e-3 from the pretrained model: with objects moving 4 px (one token) per frame, the
-    # predicted frames beat copy-last by 13 dB and move the object the true way 77% of the time
-    # (at 2 px: 52%).
-    # S2I segmenter accuracy on the sketch's shape pixels: 19.5% after the shared 300 steps of 16
-    # at 3e-4, 62% after 1,000 of 32 at 1e-3. T2V and S2V start from the T2I / S2I models
-    # and V2V from the T2V model (`nuwa_lab.finetune.FINETUNE_START`). V2V from T2V, direction
-    # right 81% after 600 of 16 (val loss 0.510 against 0.603), 80% after 1,200 (its misses are
-    # bounces either way; batches with 47% bouncing videos instead of 18%: 78%). T2V all
-    # attributes right: 65.6% after 600 of 16,
-    # 84.4% after 1,000 (from the pretrained model, 600: 12.5%). S2V shape pixels right: 58.9%
-    # after 400 of 16 (from the pretrained model, 600: 23.9%). V2V misses are videos that turn at
-    # a wall in the predicted frames; training time teaches the turn (128 test items, turning
-    # weight 2: 82.0% after 1,500 of 16, 89.1% after 4,000 of 16 and after 4,000 of 8, 82.8%
-    # after 4,000 of 4). T2V after 1,000 of 16 on session 11's new host (its own T2I model):
-    # 45.7% / 59.4% (seeds 0 / 1, 256 test items), the object drawn one region off in frame 0 a
-    # third of the time at the same validation loss as session 10's 81.2% model (0.550 / 0.549);
-    # after 2,000: position right 95.7%, all attributes 79.7% at tau 0.7, 82.4% at 0.3, val 0.465.
+    # (task, steps, batch, peak lr): tasks whose fine-tuning replaces the three budgets above,
+    # each the smallest budget measured to reach its task's target at tiny (docs/lab-notes.md).
+    # T2V and S2V start from the T2I / S2I models and V2V from the T2V model
+    # (`nuwa_lab.recipes.finetune.FINETUNE_START`); V2V's misses are videos that turn at a wall in
+    # the predicted frames, and training time is what teaches the turn.
     finetune_budgets: tuple[tuple[str, int, int, float], ...] = (
         ("t2i", 1500, 32, 1e-3),
         ("t2v", 2000, 16, 1e-3),
@@ -231,15 +210,13 @@ class TaskConfig:
     finetune_pool: int = 2048  # train items tokenized once and cached; batches are drawn from it
     # V2V batches draw a training video whose object turns at a wall after the given frames this
     # many times as often as one that moves straight (18% of the videos turn; weight 2: 30% of a
-    # batch). Measured at tiny, 4,000 steps of 8 from the same T2V model (128 test / 128 held-out
-    # items): direction right 89.1% / 89.1% at weight 2 against 85.9% / 89.8% at weight 1 (turning
-    # videos 10/22 and 7/17 against 7/22 and 10/17), a small gain on test, none held-out
+    # batch): a small gain on the test split at tiny, none on held-out (docs/lab-notes.md)
     v2v_turning_weight: float = 2.0
 
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """Multi-task pretraining data (nuwa_lab.pretrain); the mixture is cfg.train.task_mix."""
+    """Multi-task pretraining data (nuwa_lab.recipes.pretrain); the mix is cfg.train.task_mix."""
 
     pool: int = 8192  # train images and videos tokenized once (cached); batches drawn from them
     val_size: int = 256  # validation images and videos for the per-task validation loss

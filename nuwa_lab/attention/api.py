@@ -39,10 +39,22 @@ from collections.abc import Sequence
 
 import torch
 
+from nuwa_lab.attention.axial import axial_attend
+from nuwa_lab.attention.block import block_attend
 from nuwa_lab.attention.dense import dense_attend, masked_sdpa_attend
+from nuwa_lab.attention.flex import flex_attend
+from nuwa_lab.attention.full import full_attend
 from nuwa_lab.attention.masks import AttentionSpec, make_spec
+from nuwa_lab.attention.nearby import nearby_attend
 
 BACKENDS = ("auto", "dense", "efficient", "flex")
+# the efficient path of each pattern: f(q, k, v, spec, q_positions) -> (b, heads, n, e)
+EFFICIENT_PATHS = {
+    "full": full_attend,
+    "axial": axial_attend,
+    "block": block_attend,
+    "nearby": nearby_attend,
+}
 # per pattern: up to a 64-token image for every sparse pattern, a (4, 8, 8) video grid for nearby
 AUTO_MASKED_PAIRS = {"axial": 64 * 64, "block": 64 * 64, "nearby": 256 * 256}
 
@@ -108,15 +120,14 @@ def _check_positions(
     return positions
 
 
-def _efficient(q, k, v, spec: AttentionSpec, q_positions):
-    # Imported here so that the oracle stays importable on its own.
-    from nuwa_lab.attention.axial import axial_attend
-    from nuwa_lab.attention.block import block_attend
-    from nuwa_lab.attention.full import full_attend
-    from nuwa_lab.attention.nearby import nearby_attend
-
-    paths = {"full": full_attend, "axial": axial_attend, "block": block_attend}
-    return paths.get(spec.pattern, nearby_attend)(q, k, v, spec, q_positions)
+def efficient_path(pattern: str):
+    """The efficient function of `pattern` (`EFFICIENT_PATHS`); an unknown pattern is refused."""
+    if pattern not in EFFICIENT_PATHS:
+        raise ValueError(
+            f"no efficient attention path for pattern {pattern!r}; "
+            f"known: {', '.join(EFFICIENT_PATHS)}"
+        )
+    return EFFICIENT_PATHS[pattern]
 
 
 def attend(
@@ -152,7 +163,5 @@ def attend(
     if backend == "auto" and small:
         return masked_sdpa_attend(q, k, v, spec, positions)
     if backend == "flex":
-        from nuwa_lab.attention.flex import flex_attend
-
         return flex_attend(q, k, v, spec, positions)
-    return _efficient(q, k, v, spec, positions)
+    return efficient_path(spec.pattern)(q, k, v, spec, positions)

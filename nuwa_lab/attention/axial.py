@@ -46,7 +46,7 @@ def _lines(x: torch.Tensor, it, ih, iw, same: tuple[bool, bool, bool]):
     return pick[3](pick[2](x)), pick[4](pick[2](x)), pick[4](pick[3](x))
 
 
-def _line_masks(spec: AttentionSpec, it, ih, iw, device):
+def line_masks(spec: AttentionSpec, it, ih, iw, device):
     """Per-line bool masks broadcastable to (t, h, w, z): the shared point once, and causality."""
     (tq, hq, wq), (tk, hk, wk) = spec.q_grid, spec.kv_grid
     zt, zh, zw = (torch.arange(n, device=device) for n in (tk, hk, wk))
@@ -107,7 +107,7 @@ def axial_attend(
     s_h = torch.einsum("bnthwe,bntzwe->bnthwz", q5, kh_)
     s_t = torch.einsum("bnthwe,bnzhwe->bnthwz", q5, kt_)
     scores = torch.cat([s_t, s_h, s_w], dim=-1)  # b n t h w (T'+H'+W')
-    mask = _line_masks(spec, it, ih, iw, device)
+    mask = line_masks(spec, it, ih, iw, device)
     weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
     a_t, a_h, a_w = weights.split([tk, hk, wk], dim=-1)
     vw_, vh_, vt_ = _lines(v5, it, ih, iw, same)

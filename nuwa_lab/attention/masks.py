@@ -33,7 +33,7 @@ arises from invalid arguments (negative extents, empty blocks); `make_spec` reje
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -45,17 +45,51 @@ BORDERS = ("truncate", "shift")
 
 
 @dataclass(frozen=True)
-class AttentionSpec:
-    """Everything that decides the mask, validated: see `make_spec`."""
+class AttentionPattern:
+    """Which keys a query may see, whatever the grids: the pattern and its options, validated.
 
-    pattern: str
+    The model keeps one per attention layer (`Nuwa.decoder_spec()` ...); placed on a query grid and
+    a key grid (`on`) it becomes the `AttentionSpec` that the masks and the efficient paths read.
+    """
+
+    pattern: str = "full"
+    causal: bool = False
+    extent: tuple[int, int, int] = (1, 1, 1)
+    block: tuple[int, int, int] = (1, 4, 4)
+    causal_rule: str = "raster"
+    border: str = "truncate"
+
+    def __post_init__(self) -> None:
+        checked = {
+            "pattern": _choice(self.pattern, PATTERNS, "pattern"),
+            "causal": bool(self.causal),
+            "extent": _triple(self.extent, "extent", 0, "the nearby radius (e^t, e^h, e^w)"),
+            "block": _triple(self.block, "block", 1, "the block size (b^t, b^h, b^w)"),
+            "causal_rule": _choice(self.causal_rule, CAUSAL_RULES, "causal_rule"),
+            "border": _choice(self.border, BORDERS, "border"),
+        }
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    def kwargs(self) -> dict:
+        """The pattern as keyword arguments of `attend` / `dense_mask`."""
+        return {f.name: getattr(self, f.name) for f in fields(AttentionPattern)}
+
+    def on(self, q_grid: object, kv_grid: object | None = None) -> AttentionSpec:
+        """This pattern placed on a query grid and a key grid (None: self-attention)."""
+        return make_spec(q_grid=q_grid, kv_grid=kv_grid, **self.kwargs())
+
+    def mask(self, q_grid: object, kv_grid: object | None = None) -> torch.Tensor:
+        """The dense (Nq, Nk) boolean mask on those grids (the oracle; for plots and weights)."""
+        return spec_mask(self.on(q_grid, kv_grid))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttentionSpec(AttentionPattern):
+    """A pattern placed on two grids: everything that decides the mask (built by `make_spec`)."""
+
     q_grid: Grid
     kv_grid: Grid
-    causal: bool
-    extent: tuple[int, int, int]
-    block: tuple[int, int, int]
-    causal_rule: str
-    border: str
 
     @property
     def n_q(self) -> int:
@@ -110,14 +144,14 @@ def make_spec(
             "pass causal=False for cross-attention, or kv_grid=None for causal self-attention"
         )
     return AttentionSpec(
-        pattern=_choice(pattern, PATTERNS, "pattern"),
+        pattern=pattern,
         q_grid=q,
         kv_grid=kv,
-        causal=bool(causal),
-        extent=_triple(extent, "extent", 0, "the nearby radius (e^t, e^h, e^w)"),
-        block=_triple(block, "block", 1, "the block size (b^t, b^h, b^w)"),
-        causal_rule=_choice(causal_rule, CAUSAL_RULES, "causal_rule"),
-        border=_choice(border, BORDERS, "border"),
+        causal=causal,
+        extent=extent,
+        block=block,
+        causal_rule=causal_rule,
+        border=border,
     )
 
 

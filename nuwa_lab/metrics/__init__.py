@@ -1,7 +1,7 @@
 """Evaluation: does a generated sample show what was asked, and how close are two sample sets?
 
     from nuwa_lab.metrics import psnr, ssim, lpips_distance, lab_fid, attribute_accuracy
-    from nuwa_lab.artifacts import get_or_train
+    from nuwa_lab.recipes.cache import get_or_train
     probe = get_or_train("probe", cfg)
     attribute_accuracy(probe, generated_pixels, asked_objects)  # {"shape": .., ..., "all": ..}
 
@@ -28,7 +28,6 @@ from nuwa_lab.metrics.frechet import (
 from nuwa_lab.metrics.image import psnr, ssim
 from nuwa_lab.metrics.perceptual import lpips_backbone, lpips_distance, lpips_model
 from nuwa_lab.metrics.probe import ImageProbe, Segmenter, VideoProbe
-from nuwa_lab.metrics.probe_train import augment, evaluate, train_probe
 
 __all__ = [
     "ImageProbe",
@@ -36,9 +35,7 @@ __all__ = [
     "Segmenter",
     "VideoProbe",
     "attribute_accuracy",
-    "augment",
     "codebook_usage",
-    "evaluate",
     "extract_features",
     "fid",
     "frechet_distance",
@@ -54,5 +51,4 @@ __all__ = [
     "psnr",
     "segmentation_accuracy",
     "ssim",
-    "train_probe",
 ]

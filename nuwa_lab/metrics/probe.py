@@ -18,7 +18,8 @@ the asked ones as sets, so slot order never matters for evaluation. At smoke / t
 object.
 
 The penultimate layer (`features`, width 8·channels) gives lab-FID / lab-FVD (`frechet.py`).
-Training uses `nuwa_lab.train` (progress, checkpoints, exact resume) on a world with no held-out
+Training uses `nuwa_lab.train.loop` (progress, checkpoints, exact resume) on a world with no
+held-out
 pairs (the probe is the measuring instrument and must read held-out combinations too), with light
 noise, blur and colour-offset augmentation so it reads tokenizer reconstructions and generated
 samples robustly.

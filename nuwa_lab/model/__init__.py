@@ -4,18 +4,14 @@
     model = Nuwa.from_config(cfg)
     logits, loss = model(Condition.text(ids), target_tokens)
 
-Sampling lives in `nuwa_lab.sample`, pretraining in `nuwa_lab.pretrain` (artifact "nuwa").
-Importing this package only registers that artifact kind.
+Sampling lives in `nuwa_lab.model.sample`, pretraining in `nuwa_lab.recipes.pretrain` (artifact
+"nuwa"). Importing this package has no side effects.
 """
 
 from nuwa_lab.model.condition import KINDS, Condition
 from nuwa_lab.model.counting import count_parameters, forward_flops, paper_parameter_count
-from nuwa_lab.model.nuwa import PATTERNS, DecodeState, Nuwa, grid_of, model_sizes
-
-# Registers the artifact kind "nuwa" with nuwa_lab.artifacts (nothing else happens at import).
-from nuwa_lab.model import artifact as _artifact  # noqa: E402  isort: skip
-
-_artifact.register()
+from nuwa_lab.model.nuwa import PATTERNS, DecodeState, Nuwa, grid_of
+from nuwa_lab.model.sizes import model_sizes
 
 __all__ = [
     "KINDS",

@@ -22,7 +22,9 @@ A training step costs about 3x the forward.
 
 from __future__ import annotations
 
-from nuwa_lab.config import Config, ModelConfig
+from nuwa_lab.attention import AttentionPattern
+from nuwa_lab.config import Config, ModelConfig, make_config
+from nuwa_lab.model.sizes import model_sizes
 
 
 def count_parameters(
@@ -59,8 +61,6 @@ def paper_parameter_count(text_vocab: int = 49_408) -> dict[str, int]:
     `text_vocab` defaults to a CLIP-sized BPE vocabulary (49,408); the paper's count (~870M) is
     dominated by the transformer layers, so the vocabulary moves it by only ~60M at most.
     """
-    from nuwa_lab.config import make_config
-    from nuwa_lab.model.nuwa import model_sizes
 
     cfg = make_config("paper")
     return count_parameters(cfg.model, **model_sizes(cfg, text_vocab=text_vocab))
@@ -81,7 +81,6 @@ def forward_flops(
     batch: int = 1,
 ) -> int:
     """Matmul FLOPs of `Nuwa.forward` for one batch (see the module docstring)."""
-    from nuwa_lab.model.layers import PatternSpec
 
     c = cfg
     d, r = c.dim, c.mlp_ratio
@@ -89,9 +88,9 @@ def forward_flops(
     n = target_grid[0] * target_grid[1] * target_grid[2]
     visual = condition_kind in ("image_sketch", "video_sketch")
     common = dict(extent=c.extent, block=c.block, causal_rule=c.causal_rule, border=c.border)
-    enc = PatternSpec(pattern=c.attention if visual else "full", **common)
-    dec = PatternSpec(pattern=c.attention, causal=True, **common)
-    cross = PatternSpec(pattern=c.cross_attention if visual else "full", **common)
+    enc = AttentionPattern(pattern=c.attention if visual else "full", **common)
+    dec = AttentionPattern(pattern=c.attention, causal=True, **common)
+    cross = AttentionPattern(pattern=c.cross_attention if visual else "full", **common)
 
     mlp = lambda tokens: 2 * tokens * d * r * d * 2  # noqa: E731
     encoder = (

@@ -17,7 +17,7 @@ Axis letters: b batch, n / m tokens (keys / queries) in raster order, d width, h
 |---------------------|------------------------------------------------|
 | $W^Q, W^K, W^V$     | `SelfAttention.qkv`, `CrossAttention.q/.kv`    |
 | $W^O$               | `*.out`                                        |
-| SA / CA pattern     | `PatternSpec` (pattern, causal, extents ...) |
+| SA / CA pattern     | `AttentionPattern` (pattern, causal, extents ...) |
 | LN                  | `nn.LayerNorm` before each sub-layer (pre-norm)|
 | cached $K, V$       | `LayerCache` (self: (b, heads, N, e) buffers)  |
 """
@@ -31,49 +31,14 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from nuwa_lab.attention import attend, dense_mask
-
-
-@dataclass(frozen=True)
-class PatternSpec:
-    """Which keys each query sees: the arguments of `nuwa_lab.attention.attend` beyond q, k, v."""
-
-    pattern: str = "full"
-    causal: bool = False
-    extent: tuple[int, int, int] = (1, 1, 1)
-    block: tuple[int, int, int] = (1, 4, 4)
-    causal_rule: str = "raster"
-    border: str = "truncate"
-
-    def kwargs(self) -> dict:
-        return dict(
-            pattern=self.pattern,
-            causal=self.causal,
-            extent=self.extent,
-            block=self.block,
-            causal_rule=self.causal_rule,
-            border=self.border,
-        )
-
-    def mask(self, q_grid, kv_grid) -> Tensor:
-        """The dense (Nq, Nk) boolean mask of this spec (the oracle; for plots and weights)."""
-        return dense_mask(
-            self.pattern,
-            q_grid,
-            kv_grid,
-            causal=self.causal,
-            extent=self.extent,
-            block=self.block,
-            causal_rule=self.causal_rule,
-            border=self.border,
-        )
+from nuwa_lab.attention import AttentionPattern, attend
 
 
 def run_attention(
     q: Tensor,
     k: Tensor,
     v: Tensor,
-    spec: PatternSpec,
+    spec: AttentionPattern,
     *,
     q_grid: tuple[int, int, int],
     kv_grid: tuple[int, int, int],
@@ -101,7 +66,7 @@ def run_attention(
 def attention_weights(
     q: Tensor,
     k: Tensor,
-    spec: PatternSpec,
+    spec: AttentionPattern,
     *,
     q_grid,
     kv_grid,
@@ -168,7 +133,7 @@ class SelfAttention(_Heads):
     def forward(
         self,
         x: Tensor,
-        spec: PatternSpec,
+        spec: AttentionPattern,
         *,
         grid: tuple[int, int, int],
         key_padding: Tensor | None = None,
@@ -209,7 +174,7 @@ class CrossAttention(_Heads):
         self,
         x: Tensor,
         kv: tuple[Tensor, Tensor],
-        spec: PatternSpec,
+        spec: AttentionPattern,
         *,
         grid: tuple[int, int, int],
         memory_grid: tuple[int, int, int],
@@ -274,8 +239,8 @@ class DecoderBlock(nn.Module):
         self,
         x: Tensor,
         cross_kv: tuple[Tensor, Tensor],
-        self_spec: PatternSpec,
-        cross_spec: PatternSpec,
+        self_spec: AttentionPattern,
+        cross_spec: AttentionPattern,
         *,
         grid: tuple[int, int, int],
         memory_grid: tuple[int, int, int],

@@ -22,7 +22,7 @@ Axis letters: b batch, t h w grid, n tokens in raster order, d width, K codebook
 | $L^{enc}, L^{dec}$              | `cfg.enc_layers`, `cfg.dec_layers`             |
 
 Sampling uses `start` (encode once, cross keys/values once, empty self-attention caches) and `step`
-(decode a few positions with the cache); `nuwa_lab.sample` drives them.
+(decode a few positions with the cache); `nuwa_lab.model.sample` drives them.
 """
 
 from __future__ import annotations
@@ -35,12 +35,13 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from nuwa_lab.attention import PATTERNS, AttentionPattern
 from nuwa_lab.config import Config, ModelConfig
 from nuwa_lab.model.condition import Condition
+from nuwa_lab.model.counting import forward_flops
 from nuwa_lab.model.embedding import ConditionEmbedding, TargetEmbedding
-from nuwa_lab.model.layers import DecoderBlock, EncoderBlock, LayerCache, PatternSpec, new_cache
-
-PATTERNS = ("full", "axial", "block", "nearby")
+from nuwa_lab.model.layers import DecoderBlock, EncoderBlock, LayerCache, new_cache
+from nuwa_lab.model.sizes import model_sizes
 
 
 @dataclass
@@ -51,7 +52,7 @@ class DecodeState:
     memory_grid: tuple[int, int, int]
     memory_padding: Tensor | None
     task: int
-    cross_spec: PatternSpec
+    cross_spec: AttentionPattern
     caches: list[LayerCache]
 
 
@@ -126,9 +127,9 @@ class Nuwa(nn.Module):
 
     # -- attention patterns --------------------------------------------------------------------
 
-    def _spec(self, pattern: str, *, causal: bool = False) -> PatternSpec:
+    def _spec(self, pattern: str, *, causal: bool = False) -> AttentionPattern:
         c = self.cfg
-        return PatternSpec(
+        return AttentionPattern(
             pattern=pattern,
             causal=causal,
             extent=tuple(c.extent),
@@ -137,14 +138,14 @@ class Nuwa(nn.Module):
             border=c.border,
         )
 
-    def encoder_spec(self, condition: Condition) -> PatternSpec:
+    def encoder_spec(self, condition: Condition) -> AttentionPattern:
         """Visual conditions: cfg.attention; captions and `<none>`: full (padding masked)."""
         return self._spec(self.cfg.attention if condition.is_visual else "full")
 
-    def decoder_spec(self) -> PatternSpec:
+    def decoder_spec(self) -> AttentionPattern:
         return self._spec(self.cfg.attention, causal=True)
 
-    def cross_spec(self, condition: Condition) -> PatternSpec:
+    def cross_spec(self, condition: Condition) -> AttentionPattern:
         """Visual conditions: cfg.cross_attention, rescaled onto the condition grid; text: full."""
         return self._spec(self.cfg.cross_attention if condition.is_visual else "full")
 
@@ -220,7 +221,8 @@ class Nuwa(nn.Module):
             raise ValueError(f"target codes must lie in [0, {k}); got values outside that range")
         return grid
 
-    # -- incremental decoding (used by nuwa_lab.sample) ------------------------------------------
+    # -- incremental decoding (used by nuwa_lab.model.sample)
+    # ------------------------------------------
 
     @torch.no_grad()
     def start(self, condition: Condition, grid: tuple[int, int, int]) -> DecodeState:
@@ -269,7 +271,6 @@ class Nuwa(nn.Module):
 
     def flops(self, condition_kind: str, condition_grid, target_grid, *, batch: int = 1) -> int:
         """Matmul FLOPs of one forward pass (see `nuwa_lab.model.counting.forward_flops`)."""
-        from nuwa_lab.model.counting import forward_flops
 
         return forward_flops(
             self.cfg,
@@ -297,19 +298,3 @@ def grid_of(shape) -> tuple[int, int, int]:
     if len(shape) == 3:
         return shape
     raise ValueError(f"a token grid is (h, w) or (t, h, w), got {shape}")
-
-
-def model_sizes(cfg: Config, *, text_vocab: int | None = None) -> dict:
-    """Constructor sizes of `Nuwa` derived from a whole `Config` (world, text and tokenizer)."""
-    if text_vocab is None:
-        from nuwa_lab.world.text import TextTokenizer
-
-        text_vocab = TextTokenizer.from_config(cfg.world, cfg.text).vocab_size
-    side = cfg.world.image_size // cfg.tokenizer.downsample
-    return dict(
-        text_vocab=text_vocab,
-        codebook_size=cfg.tokenizer.codebook_size,
-        sketch_codebook_size=cfg.tokenizer.seg_codebook_size,
-        max_grid=(cfg.world.frames, side, side),
-        text_length=cfg.text.max_length,
-    )

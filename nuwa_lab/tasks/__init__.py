@@ -1,6 +1,7 @@
 """NÜWA's eight tasks (NÜWA §4): the tasks as data, running them with one sampler, measuring them.
 
-    from nuwa_lab.tasks import TASK_SPECS, run_task, evaluate_task, load_kit
+    from nuwa_lab.tasks import TASK_SPECS, run_task, evaluate_task
+    from nuwa_lab.recipes import load_kit
     kit = load_kit(cfg, "i2i")
     out = run_task("i2i", model, inputs, tokenizer=kit.tokenizer)  # .pixels, .tokens, .fixed
 
@@ -9,12 +10,11 @@
 | `spec` | `TaskSpec`, `TASK_SPECS`: condition, fixed tokens, what is generated, default model |
 | `run` | `run_task`, `task_tensors`, `TaskOutput`; the pixel-region -> token-grid rule |
 | `metrics` | per-task measurements (probe accuracy, lab-FID/FVD, pixel accuracy, PSNR, edits) |
-| `evaluate` | `load_kit`, `evaluate_task` on the test / held-out split, `TaskEvaluation` |
-| `report` | `metrics_table`, `targets_table` (issue #7's tiny targets), `headline_metrics` |
-| `figures` | `mechanism_figure` (given / fixed tokens / generated / truth), `comparison_figure` |
+| `evaluate` | `TaskKit`, `evaluate_task` on the test / held-out split, `TaskEvaluation` |
+| `report` | `metrics_table`, `targets_table` (the tiny preset's targets), `headline_metrics` |
 
-Fine-tuning on one task lives in `nuwa_lab.finetune` (`task_model(name, cfg)` picks the model a task
-runs with by default). Importing this package has no side effects.
+Fine-tuning on one task lives in `nuwa_lab.recipes.finetune` (`task_model(name, cfg)` picks the
+model a task runs with by default). Importing this package has no side effects.
 """
 
 from nuwa_lab.tasks.evaluate import (
@@ -22,16 +22,9 @@ from nuwa_lab.tasks.evaluate import (
     TaskKit,
     asked_objects,
     evaluate_task,
-    load_kit,
     measure,
     probe_score_fn,
     task_items,
-)
-from nuwa_lab.tasks.figures import (
-    breakdown_figure,
-    comparison_figure,
-    mechanism_figure,
-    segmentation_figure,
 )
 from nuwa_lab.tasks.metrics import (
     PSNR_CAP_DB,
@@ -80,9 +73,7 @@ __all__ = [
     "PSNR_CAP_DB",
     "TARGETS",
     "breakdown",
-    "breakdown_figure",
     "completion_by_hidden_part",
-    "segmentation_figure",
     "headline_metrics",
     "metrics_table",
     "rows_table",
@@ -96,19 +87,16 @@ __all__ = [
     "TaskTensors",
     "asked_objects",
     "check_inputs",
-    "comparison_figure",
     "completion_metrics",
     "evaluate_task",
     "get_task",
     "given_frames",
     "given_tokens_kept",
     "has_visible_context",
-    "load_kit",
     "logged_metrics",
     "manipulation_metrics",
     "mask_code",
     "measure",
-    "mechanism_figure",
     "motion_matches",
     "object_centroids",
     "predicted_motion_accuracy",

@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 
-from nuwa_lab.sample import sampling_options
+from nuwa_lab.config import SampleConfig
+from nuwa_lab.metrics import attribute_accuracy
 from nuwa_lab.tasks.metrics import (
     completion_metrics,
     manipulation_metrics,
@@ -33,7 +34,23 @@ from nuwa_lab.tasks.metrics import (
     text_to_visual_metrics,
 )
 from nuwa_lab.tasks.run import TaskOutput, run_task
-from nuwa_lab.tasks.spec import get_task, given_frames
+from nuwa_lab.tasks.spec import TASK_SPECS, get_task, given_frames
+from nuwa_lab.world import TaskDataset, collate, parse_caption
+
+
+def sampling_options(cfg: SampleConfig, task: str | None = None) -> dict:
+    """The keyword arguments of `sample` that come from the config's sample section; with a
+    `task`, its own temperature (`cfg.task_temperatures`) where it has one."""
+    unknown = sorted({name for name, _ in cfg.task_temperatures} - set(TASK_SPECS))
+    if unknown:
+        raise ValueError(
+            f"sample.task_temperatures names unknown tasks {unknown}; "
+            f"valid: {', '.join(TASK_SPECS)}"
+        )
+    temperature = cfg.temperature if task is None else cfg.temperature_for(task)
+    return dict(
+        temperature=temperature, top_k=cfg.top_k, top_p=cfg.top_p, candidates=cfg.candidates
+    )
 
 
 @dataclass
@@ -53,39 +70,7 @@ class TaskKit:
         return self.video_probe if video else self.probe
 
 
-def load_kit(
-    cfg: Any, *tasks: str, progress: bool = True, root: Any = None, probes: bool = True
-) -> TaskKit:
-    """The tokenizers and probes the given tasks need (all of them when no task is named).
-
-    root: the artifact root (default `nuwa_lab.artifacts.default_root()`); probes=False loads the
-    tokenizers only (what fine-tuning needs)."""
-    from nuwa_lab.artifacts import get_or_train
-    from nuwa_lab.finetune import tokenizer_kind
-    from nuwa_lab.world import ShapesWorld, TextTokenizer
-
-    specs = [get_task(t) for t in tasks] if tasks else [get_task(t) for t in _all_tasks()]
-    need_video = any(s.video for s in specs)
-    need_image = any(not s.video for s in specs)
-    sketch = any(s.condition == "sketch" for s in specs)
-
-    def get(kind: str, needed: bool = True) -> Any:
-        return get_or_train(kind, cfg, progress=progress, root=root) if needed else None
-
-    return TaskKit(
-        cfg=cfg,
-        world=ShapesWorld(cfg.world),
-        tokenizer=get(tokenizer_kind(cfg)),
-        text_tokenizer=TextTokenizer.from_config(cfg.world, cfg.text),
-        seg_tokenizer=get("vqgan_seg", sketch),
-        probe=get("probe", probes and need_image),
-        video_probe=get("video_probe", probes and need_video),
-        segmenter=get("segmenter", probes and sketch),
-    )
-
-
 def _all_tasks() -> tuple[str, ...]:
-    from nuwa_lab.tasks.spec import TASK_SPECS
 
     return tuple(TASK_SPECS)
 
@@ -111,7 +96,6 @@ class TaskEvaluation:
 
 def task_items(name: str, kit: TaskKit, split: str, n: int, *, offset: int = 0) -> dict[str, Any]:
     """`n` collated `TaskDataset` items of `split` (V2V / TV2V with `spec.given_frames`)."""
-    from nuwa_lab.world import TaskDataset, collate
 
     spec = get_task(name)
     extra = {}
@@ -124,7 +108,6 @@ def task_items(name: str, kit: TaskKit, split: str, n: int, *, offset: int = 0) 
 def asked_objects(name: str, inputs: dict[str, Any]) -> list[Any]:
     """What each sample should show: the parsed caption (T2I / T2V), else the ground truth objects
     (of the target for manipulation)."""
-    from nuwa_lab.world import parse_caption
 
     spec = get_task(name)
     if spec.condition == "text":
@@ -135,7 +118,6 @@ def asked_objects(name: str, inputs: dict[str, Any]) -> list[Any]:
 def probe_score_fn(probe: Any, tokenizer: Any, asked: list[Any], candidates: int):
     """Re-ranking score of `candidates` samples per condition: the share of asked attributes the
     probe reads back (plus 1 when all of them are right)."""
-    from nuwa_lab.metrics import attribute_accuracy
 
     repeated = [a for a in asked for _ in range(candidates)]
 

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from nuwa_lab.metrics import attribute_accuracy, lab_fid, lab_fvd, psnr, segmentation_accuracy, ssim
+from nuwa_lab.world.render import BACKGROUND
 
 PSNR_CAP_DB = 20.0 * math.log10(255.0)  # an error of one 8-bit level: invisible in a picture
 
@@ -130,7 +131,6 @@ def object_centroids(pixels: Tensor) -> Tensor:
     r"""The centre of the non-background pixels of every frame, (b, t, 2) as (x, y) in pixels; NaN
     where a frame shows no object. A pixel is foreground when some channel differs from the world's
     background colour by more than `FOREGROUND_THRESHOLD` (the shapes' colours are saturated)."""
-    from nuwa_lab.world.render import BACKGROUND
 
     background = torch.tensor(BACKGROUND, dtype=pixels.dtype, device=pixels.device)[:, None, None]
     foreground = ((pixels - background).abs().amax(dim=-3) > FOREGROUND_THRESHOLD).double()

@@ -2,7 +2,7 @@
 
 `headline_metrics(test, held_out)` gives every task the same few names (`accuracy`,
 `pixel_accuracy`, `psnr`, `edit_success`, each also `held_out_...`) so the tasks sweep and the
-results notebook can compare the eight tasks in one table. `TARGETS` are issue #7's goals at the
+results notebook can compare the eight tasks in one table. `TARGETS` are the lab's goals at the
 tiny preset; `targets_table` says which were met by a given evaluation (at smoke they mean nothing).
 """
 
@@ -13,7 +13,10 @@ from typing import Any
 
 import torch
 
+from nuwa_lab.metrics import psnr
+from nuwa_lab.tasks.metrics import mean_psnr_db, region_psnr
 from nuwa_lab.tasks.spec import get_task
+from nuwa_lab.world.datasets import hidden_regions
 
 # task -> [(metric, split, comparison, value, meaning)]
 # the lab's addition: an output with no object at all meets the 90% pixel accuracy (background
@@ -120,8 +123,6 @@ def completion_by_hidden_part(ev: Any) -> list[dict[str, Any]]:
     """I2I per hidden part (left/right/top/bottom half, quadrants): count, hidden-region PSNR, and
     the share of hidden tokens that come *before* every visible token in raster order (the ones a
     raster decoder generates blind)."""
-    from nuwa_lab.tasks.metrics import mean_psnr_db, region_psnr
-    from nuwa_lab.world.datasets import hidden_regions
 
     names = ("left half", "right half", "top half", "bottom half", "top left quadrant",
              "top right quadrant", "bottom left quadrant", "bottom right quadrant")  # fmt: skip
@@ -187,8 +188,6 @@ def _per_frame_pixel_accuracy(ev: Any) -> list[dict[str, Any]]:
 
 
 def _per_frame_psnr(ev: Any) -> list[dict[str, Any]]:
-    from nuwa_lab.metrics import psnr
-    from nuwa_lab.tasks.metrics import mean_psnr_db
 
     spec = get_task(ev.task)
     truth, gen = ev.inputs[spec.target], ev.output.pixels

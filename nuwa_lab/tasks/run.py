@@ -2,7 +2,7 @@ r"""Running a task: raw inputs -> condition $C$ and fixed-token grid $F$ -> the 
 
 `run_task(name, model, inputs, tokenizer=..., text_tokenizer=..., seg_tokenizer=...)` turns the raw
 inputs of a task (a batch of `nuwa_lab.world.TaskDataset` items, see `spec.TaskSpec.inputs`) into
-tensors, calls `nuwa_lab.sample.sample` and decodes the codes back to pixels.
+tensors, calls `nuwa_lab.model.sample.sample` and decodes the codes back to pixels.
 
 From pixel regions to the token grid (the rule of I2I's visible region and TI2I's edit region): the
 VQ-GAN turns each f x f pixel patch into one token, so token (i, j) *covers* the pixels
@@ -24,8 +24,8 @@ the fixed tokens *before* it (hiding the top half leaves the model blind). The v
 the visible tokens to the encoder, as an image grid (1, h, w) with hidden tokens set to a mask code
 K (the codebook size): the decoder's rescaled cross-attention then sees the visible tokens all
 around, including those after it in raster order. This needs a model whose encoder reads image
-codes: `nuwa_lab.finetune.finetuned_model("i2i", cfg, context=True)` (a fine-tuned copy whose sketch
-embedding table holds the K + 1 image codes; see nuwa_lab.finetune).
+codes: `nuwa_lab.recipes.finetune.finetuned_model("i2i", cfg, context=True)` (a fine-tuned copy
+whose sketch embedding table holds the K + 1 image codes; see nuwa_lab.recipes.finetune).
 
 Axis letters: b batch, t h w token grid, H W pixels, f downsampling factor, K codebook size.
 
@@ -49,8 +49,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nuwa_lab.model import Condition
-from nuwa_lab.sample import sample
+from nuwa_lab.model.sample import sample
 from nuwa_lab.tasks.spec import TaskSpec, get_task
+from nuwa_lab.world import collate
 from nuwa_lab.world.render import BACKGROUND
 
 SAMPLING_KEYS = (
@@ -142,8 +143,6 @@ def _batch_of(inputs: Mapping[str, Any], spec: TaskSpec) -> int:
 def check_inputs(spec: TaskSpec, inputs: Any) -> dict[str, Any]:
     """The inputs as a dict, validated against what `spec` needs (clear errors otherwise)."""
     if isinstance(inputs, Sequence) and inputs and isinstance(inputs[0], Mapping):
-        from nuwa_lab.world import collate
-
         inputs = collate(list(inputs))
     expected = "; ".join(INPUT_DOC[k] for k in spec.inputs)
     if not isinstance(inputs, Mapping):
@@ -216,7 +215,7 @@ def task_tensors(
     if context and not has_visible_context(model):
         raise ValueError(
             "context=True needs a model whose encoder reads image codes + a mask code; get it with "
-            "nuwa_lab.finetune.finetuned_model('i2i', cfg, context=True)"
+            "nuwa_lab.recipes.finetune.finetuned_model('i2i', cfg, context=True)"
         )
     device = next(model.parameters()).device
     b = _batch_of(inputs, spec)
@@ -312,8 +311,8 @@ def run_task(
     inputs: a dict of batched inputs (`collate` of `TaskDataset` items) or a list of items.
     tokenizer: the VQ-GAN of the model's codes; text_tokenizer for caption tasks; seg_tokenizer
         (VQ-GAN-Seg) for sketch tasks. context: the I2I variant whose encoder sees the visible part.
-    sampling: keyword arguments of `nuwa_lab.sample.sample` (temperature, top_k, top_p, generator,
-        use_cache, candidates, score_fn, batch_size, progress).
+    sampling: keyword arguments of `nuwa_lab.model.sample.sample` (temperature, top_k, top_p,
+    generator,     use_cache, candidates, score_fn, batch_size, progress).
     """
     spec = get_task(name)
     unknown = sorted(set(sampling) - set(SAMPLING_KEYS))

@@ -1,7 +1,7 @@
 r"""NÜWA's eight tasks as data (NÜWA §4): what the encoder reads, which decoder tokens are given.
 
-One model and one sampler serve every task (`nuwa_lab.sample.sample`); a task is only a choice of
-condition $C$ and of the set $F$ of *fixed* decoder positions, whose codes are given
+One model and one sampler serve every task (`nuwa_lab.model.sample.sample`); a task is only a
+choice of condition $C$ and of the set $F$ of *fixed* decoder positions, whose codes are given
 (teacher-forced) instead of sampled:
 
 $$ y_n = \bar y_n \ (n \in F), \qquad y_n \sim p_\theta(y_n \mid y_{<n}, C) \ (n \notin F) $$
@@ -18,16 +18,17 @@ $$ y_n = \bar y_n \ (n \in F), \qquad y_n \sim p_\theta(y_n \mid y_{<n}, C) \ (n
 | tv2v | new caption          | first `edit_given_frames`   | later frames       | zero-shot |
 
 "fine-tuned": S2I / S2V run from a model fine-tuned on them (the pretrained model never saw a
-sketch), and T2I, T2V and V2V, the pretraining tasks (`nuwa_lab.pretrain`), from models fine-tuned
+sketch), and T2I, T2V and V2V, the pretraining tasks (`nuwa_lab.recipes.pretrain`), from models
+fine-tuned
 on them, as the paper fine-tunes on MSCOCO, Kinetics and BAIR: a third of a short mixture leaves
-each far behind (`nuwa_lab.finetune`; the pretrained model stays one `MODEL="pretrained"` away).
-T2V and S2V start their fine-tuning from the T2I / S2I models, V2V from the T2V one
-(`nuwa_lab.finetune.FINETUNE_START`).
+each far behind (`nuwa_lab.recipes.finetune`; the pretrained model stays one `MODEL="pretrained"`
+away). T2V and S2V start their fine-tuning from the T2I / S2I models, V2V from the T2V one
+(`nuwa_lab.recipes.finetune.FINETUNE_START`).
 "pretrained" (the spec's third kind) is a task the pretrained model runs as is; none by default.
 "zero-shot": a model runs a task it was never trained on, only through fixed tokens and the
 condition (the paper's I2I, TI2I and TV2V): the pretrained model for I2I, the models fine-tuned on
-T2I / T2V for TI2I / TV2V, whose caption condition they share (`nuwa_lab.finetune.ZERO_SHOT_BASE`);
-fine-tuning on them is offered as a variant.
+T2I / T2V for TI2I / TV2V, whose caption condition they share
+(`nuwa_lab.recipes.finetune.ZERO_SHOT_BASE`); fine-tuning on them is offered as a variant.
 
 Axis letters: b batch, t h w token grid, H W pixels, f the tokenizer's downsampling factor.
 """

@@ -12,7 +12,7 @@
 | `losses` | L1/L2, perceptual, PatchGAN hinge loss, adaptive weight, discriminator start |
 | `vqgan` | `VQGAN`: encode / decode / forward, images and videos (frame by frame) |
 | `seg` | `VQGANSeg`: one-hot class map in, cross-entropy reconstruction out |
-| `trainer` | training with `nuwa_lab.train`, artifact kinds "vqgan", "vqvae", "vqgan_seg" |
+| `trainer` | training with `nuwa_lab.train.loop`, artifact kinds "vqgan", "vqvae", "vqgan_seg" |
 | `evaluate` | PSNR, SSIM, LPIPS, lab-FID, probe agreement, usage; VQ-GAN-Seg pixel accuracy |
 | `bench` | `python -m nuwa_lab bench tokenizer` |
 """
@@ -22,10 +22,6 @@ from nuwa_lab.tokenizer.nets import Decoder, Encoder
 from nuwa_lab.tokenizer.quantizer import QuantizerOutput, VectorQuantizer
 from nuwa_lab.tokenizer.seg import VQGANSeg, segmentation_loss
 from nuwa_lab.tokenizer.vqgan import VQGAN, VQModel, VQOutput
-
-# Registers the artifact kinds "vqgan", "vqvae", "vqgan_seg" with nuwa_lab.artifacts (imported
-# lazily by get_or_train); nothing else happens at import.
-from nuwa_lab.tokenizer import trainer as trainer  # noqa: E402  isort: skip
 
 __all__ = [
     "VQGAN",

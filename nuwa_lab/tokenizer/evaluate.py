@@ -23,8 +23,19 @@ from typing import Any
 
 import torch
 
+from nuwa_lab.metrics import (
+    attribute_accuracy,
+    codebook_usage,
+    lab_fid,
+    lpips_backbone,
+    lpips_distance,
+    pixel_accuracy,
+    psnr,
+    ssim,
+)
 from nuwa_lab.tokenizer.seg import VQGANSeg
 from nuwa_lab.tokenizer.vqgan import VQGAN, VQModel
+from nuwa_lab.world import ShapesWorld
 
 
 def _device(model: VQModel) -> torch.device:
@@ -62,15 +73,6 @@ def reconstruction_metrics(
     With a probe: lab-FID between reconstructions and originals, the agreement of its readings, and
     (given the true `objects`) its attribute accuracy on originals and on reconstructions.
     """
-    from nuwa_lab.metrics import (
-        attribute_accuracy,
-        codebook_usage,
-        lab_fid,
-        lpips_backbone,
-        lpips_distance,
-        psnr,
-        ssim,
-    )
 
     model.eval()
     x = pixels.to(_device(model))
@@ -99,7 +101,6 @@ def reconstruction_metrics(
 @torch.no_grad()
 def segmentation_metrics(model: VQGANSeg, sketch: torch.Tensor) -> tuple[dict[str, float], Any]:
     """VQ-GAN-Seg scores of class maps (b, H, W): pixel accuracy (all and foreground), usage."""
-    from nuwa_lab.metrics import codebook_usage, pixel_accuracy
 
     model.eval()
     s = sketch.to(_device(model))
@@ -117,7 +118,6 @@ def segmentation_metrics(model: VQGANSeg, sketch: torch.Tensor) -> tuple[dict[st
 
 def quick_metrics(kind: str, model: VQModel, cfg: Any) -> dict[str, float]:
     """The validation scores stored with a trained artifact (no probe, no LPIPS: cheap)."""
-    from nuwa_lab.world import ShapesWorld
 
     batch = eval_batch(ShapesWorld(cfg.world), "val", cfg.tokenizer.eval_samples)
     if kind == "vqgan_seg":

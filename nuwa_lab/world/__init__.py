@@ -4,9 +4,10 @@
     world = ShapesWorld(cfg.world)
     batch = world.images(world.seeds("train")[:64])  # pixels (64, 3, H, W), sketch, ...
 
-Modules: world.py (scenes, splits, the types), render.py (the vectorised rasteriser), captions.py
+Modules: world.py (scenes, splits), sample.py (the types: Sample, Batch, ObjectAttributes),
+render.py (the vectorised rasteriser), captions.py
 (the grammar), manipulation.py (TI2I / TV2V pairs), text.py (the word tokenizer), datasets.py (the
-eight tasks, real-data folders), cli.py (`python -m nuwa_lab world`).
+eight tasks, real-data folders).
 """
 
 from nuwa_lab.world.captions import parse_caption, vocabulary

@@ -33,8 +33,9 @@ import torch
 import torch.nn.functional as F
 
 from nuwa_lab.world.captions import describe
+from nuwa_lab.world.motion import DIRECTION_VECTORS
 from nuwa_lab.world.render import bounce
-from nuwa_lab.world.world import DIRECTION_VECTORS, REGIONS, ObjectAttributes, Sample
+from nuwa_lab.world.sample import REGIONS, ObjectAttributes, Sample
 
 IMAGE_EDITS = ("colour", "shape", "position")
 

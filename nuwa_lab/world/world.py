@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 
 from nuwa_lab.world.captions import describe
+from nuwa_lab.world.manipulation import manipulation_pair
 from nuwa_lab.world.motion import DIRECTION_VECTORS, away_from_wall, bounce_batch
 from nuwa_lab.world.render import (
     EXTENT,
@@ -50,70 +51,9 @@ from nuwa_lab.world.render import (
     rasterise,
     size_radii,
 )
+from nuwa_lab.world.sample import REGIONS, SPLITS, Batch, ObjectAttributes, Sample
 
-REGIONS = (
-    "top left",
-    "top",
-    "top right",
-    "left",
-    "center",
-    "right",
-    "bottom left",
-    "bottom",
-    "bottom right",
-)
-SPLITS = ("train", "val", "test", "held_out")
 REGION_MARGIN = 0.1  # centre kept this fraction of a region's side away from its borders
-
-
-@dataclass(frozen=True)
-class ObjectAttributes:
-    """The truth about one object: what the caption says and the probe reads back."""
-
-    shape: str
-    colour: str
-    size: str
-    position: str  # one of REGIONS (for video: the region at frame 0)
-    x: float  # centre in pixels at frame 0
-    y: float
-    direction: str | None = None  # video only: the initial direction
-
-
-@dataclass
-class Sample:
-    """One image (3, h, w) or video (t, 3, h, w) with its sketch, caption and ground truth."""
-
-    kind: str  # "image" | "video"
-    pixels: torch.Tensor
-    sketch: torch.Tensor | None  # None for real data without segmentation
-    caption: str
-    objects: list[ObjectAttributes]
-    seed: int | None = None
-
-
-@dataclass
-class Batch:
-    """Many samples stacked: pixels (b, [t,] 3, h, w), sketch (b, [t,] h, w)."""
-
-    kind: str
-    pixels: torch.Tensor
-    sketch: torch.Tensor
-    captions: list[str]
-    objects: list[list[ObjectAttributes]]
-    seeds: list[int]
-
-    def __len__(self) -> int:
-        return len(self.captions)
-
-    def sample(self, i: int) -> Sample:
-        return Sample(
-            self.kind,
-            self.pixels[i],
-            self.sketch[i],
-            self.captions[i],
-            self.objects[i],
-            self.seeds[i],
-        )
 
 
 def attribute_classes(world_cfg: Any) -> dict[str, tuple[str, ...]]:
@@ -392,6 +332,5 @@ class ShapesWorld:
 
     def manipulation(self, seed: int, kind: str = "image", *, given_frames: int = 1):
         """A TI2I / TV2V pair: source, changed attribute, new caption, edited target."""
-        from nuwa_lab.world.manipulation import manipulation_pair
 
         return manipulation_pair(self, seed, kind, given_frames=given_frames)

@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from nuwa_lab.__main__ import COMMANDS
-from nuwa_lab.experiment import (
+from nuwa_lab.lab.experiment import (
     aggregate,
     collect,
     is_finished,
@@ -19,11 +19,12 @@ from nuwa_lab.experiment import (
     run_sweep,
     to_markdown,
 )
-from nuwa_lab.experiment import cli as sweep_command
-from nuwa_lab.experiment.paper import NOT_COMPARABLE
-from nuwa_lab.experiment.report import _lab_runs, build_report, task_target_rows
-from nuwa_lab.experiment.runner import notebook_fingerprint, stale_reason
-from nuwa_lab.lab import lab_plan, lab_runs, run_lab
+from nuwa_lab.lab.experiment import cli as sweep_command
+from nuwa_lab.lab.experiment.lab_runs import read_lab_runs, task_target_rows
+from nuwa_lab.lab.experiment.paper import NOT_COMPARABLE
+from nuwa_lab.lab.experiment.report import build_report
+from nuwa_lab.lab.experiment.runner import notebook_fingerprint, stale_reason
+from nuwa_lab.lab.job import lab_plan, lab_runs, run_lab
 
 ROOT = Path(__file__).resolve().parents[2]
 # a 1x1 PNG, displayed so the runner has an inline figure to extract
@@ -52,7 +53,7 @@ def write_notebook(path: Path, extra_params: str = "", fail_at: int = -1) -> Pat
     body = nbformat.v4.new_code_cell(
         "import base64\n"
         "from IPython.display import Image, display\n"
-        "from nuwa_lab.experiment import log_metrics\n"
+        "from nuwa_lab.lab.experiment import log_metrics\n"
         f"display(Image(data=base64.b64decode('{PNG}')))\n"
         "if X == FAIL_AT:\n"
         "    raise RuntimeError(f'boom at X={X}')\n"
@@ -89,7 +90,7 @@ def quiet(_: str) -> None:
 
 
 def test_sweep_command_is_registered() -> None:
-    assert COMMANDS["sweep"][0] == "nuwa_lab.experiment.cli"
+    assert COMMANDS["sweep"][0] == "nuwa_lab.lab.experiment.cli"
 
 
 def test_parameters_cell_is_read_with_types_defaults_and_help(project: Path) -> None:
@@ -368,7 +369,7 @@ def test_lab_runs_a_notebook_with_a_modality_parameter_once_per_modality(tmp_pat
 
 
 def test_lab_measures_task_notebooks_on_its_presets_evaluation_size(tmp_path: Path) -> None:
-    from nuwa_lab.lab import LAB_NUM_EVAL
+    from nuwa_lab.lab.job import LAB_NUM_EVAL
 
     write_notebook(tmp_path / "notebooks" / "00_tour.ipynb")
     write_notebook(tmp_path / "notebooks" / "05_model.ipynb", "NUM_EVAL: int = 0\n")
@@ -398,7 +399,7 @@ def test_report_lists_every_task_run_against_its_targets(tmp_path: Path) -> None
         run.mkdir(parents=True)
         (run / "metrics.json").write_text(json.dumps(metrics))
         (run / "run.json").write_text(json.dumps({"status": "ok", "wall_time_s": 1.0}))
-    rows = task_target_rows(_lab_runs(folder, tmp_path))
+    rows = task_target_rows(read_lab_runs(folder, tmp_path))
     assert [(r["task"], r["reached"], r["met"]) for r in rows] == [
         ("T2I", 0.95, "yes"),
         ("T2I", 0.5, "**no**"),

@@ -190,6 +190,20 @@ def check_logs_metrics(nb, path: Path) -> list[str]:
     return ["no code cell calls log_metrics(RUN_DIR, ...)"]
 
 
+# the project's history (sessions, issues, people) lives in docs/lab-notes.md, not in notebooks
+HISTORY = re.compile(r"\b(session \d+|issue #\d+|engineer [A-Z]\b)", re.IGNORECASE)
+
+
+def check_no_history(nb, path: Path) -> list[str]:
+    return [
+        f"{cell.cell_type} cell {i} carries history ({match.group(0)!r}); it goes to "
+        "docs/lab-notes.md"
+        for i, cell in enumerate(nb.cells)
+        for match in [HISTORY.search(cell.source)]
+        if match
+    ]
+
+
 CHECKS = [
     check_valid_nbformat,
     check_no_outputs,
@@ -200,6 +214,7 @@ CHECKS = [
     check_no_smoke_branches,
     check_summary_and_exercises,
     check_logs_metrics,
+    check_no_history,
 ]
 
 
@@ -221,7 +236,12 @@ def bad_notebook() -> nbformat.NotebookNode:
     branch.outputs = [nbformat.v4.new_output("stream", text="4\n")]
     branch.execution_count = 3
     nb = nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_markdown_cell("# Topic"), params, helper, branch]
+        cells=[
+            nbformat.v4.new_markdown_cell("# Topic\n\nAs measured in session 3, ..."),
+            params,
+            helper,
+            branch,
+        ]
     )
     nb.cells[1].metadata["tags"] = ["not-parameters"]
     return nb

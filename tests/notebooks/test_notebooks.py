@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from nuwa_lab.experiment.notebook import notebook_parameters
-from nuwa_lab.lab import MODALITIES
+from nuwa_lab.lab.experiment.notebook import notebook_parameters
+from nuwa_lab.lab.job import MODALITIES
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import nuwa_lab.train as train_module
+import nuwa_lab.train.loop as train_module
 from nuwa_lab.config import TrainConfig
-from nuwa_lab.train import make_adamw, rank_slice, step_generator, train
+from nuwa_lab.train.loop import make_adamw, rank_slice, step_generator, train
 
 CFG = TrainConfig(steps=6, batch_size=8, lr=5e-2, warmup=2, log_every=1, ckpt_every=3)
 

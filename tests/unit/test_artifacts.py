@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from nuwa_lab import artifacts
-from nuwa_lab.artifacts import ArtifactError, artifact_dir, get_or_train, load_meta
 from nuwa_lab.config import make_config
+from nuwa_lab.recipes import cache as artifacts
+from nuwa_lab.recipes.cache import ArtifactError, artifact_dir, get_or_train, load_meta
 
 CALLS: list[str] = []
 
@@ -94,23 +95,29 @@ def test_code_version_hashes_what_the_code_does_not_how_it_is_written(tmp_path, 
         artifacts.code_version("nuwa_lab_no_such_module")
 
 
-def test_a_packages_benchmarks_and_plots_are_not_hashed(tmp_path, monkeypatch):
+def test_unhashed_modules_of_a_package_do_not_count(tmp_path, monkeypatch):
+    """Editing the sampler (`UNHASHED_MODULES`) must not retrain every model; a layer must."""
     monkeypatch.syspath_prepend(str(tmp_path))
     package = tmp_path / "nuwa_lab_codever_pkg"
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "layer.py").write_text("def f(x):\n    return x + 1\n")
-    (package / "bench.py").write_text("def timed():\n    return 1\n")
+    (package / "sampler.py").write_text("def draw():\n    return 1\n")
+    monkeypatch.setattr(artifacts, "UNHASHED_MODULES", (f"{package.name}.sampler",))
     artifacts.code_version.cache_clear()
     original = artifacts.code_version(package.name)
-    (package / "bench.py").write_text("def timed():\n    return 2\n")
-    (package / "plot.py").write_text("def figure():\n    return 3\n")
+    (package / "sampler.py").write_text("def draw():\n    return 2\n")
     artifacts.code_version.cache_clear()
     assert artifacts.code_version(package.name) == original  # not what training produces
     (package / "layer.py").write_text("def f(x):\n    return x + 2\n")
     artifacts.code_version.cache_clear()
     assert artifacts.code_version(package.name) != original
     artifacts.code_version.cache_clear()
+
+
+def test_the_sampler_is_left_out_of_the_models_code_hash():
+    files = {p.name for p in artifacts.source_files("nuwa_lab.model")}
+    assert "nuwa.py" in files and "sample.py" not in files
 
 
 def test_editing_the_registered_code_retrains(kind, cfg, tmp_path, monkeypatch):
@@ -132,7 +139,7 @@ def test_editing_the_registered_code_retrains(kind, cfg, tmp_path, monkeypatch):
 
 
 def test_the_real_artifacts_hash_their_code():
-    from nuwa_lab.artifacts import _kind
+    from nuwa_lab.recipes.cache import _kind
 
     for name in ("vqgan", "probe", "nuwa", "nuwa_finetuned_t2i"):
         assert "+" in _kind(name).version and _kind(name).code, name
@@ -241,7 +248,7 @@ def test_a_kind_may_depend_on_single_fields_of_a_section(cfg, tmp_path):
 def test_atomic_writes_leave_files_readable_as_a_plain_open_would(tmp_path):
     import os
 
-    from nuwa_lab.files import atomic_write_text
+    from nuwa_lab.train.files import atomic_write_text
 
     mask = os.umask(0o022)
     try:
@@ -251,3 +258,10 @@ def test_atomic_writes_leave_files_readable_as_a_plain_open_would(tmp_path):
         assert not list(tmp_path.glob(".report.md.*"))  # no temporary file left behind
     finally:
         os.umask(mask)
+
+
+def test_the_default_root_is_the_checkouts_data_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv("NUWA_LAB_ARTIFACTS", raising=False)
+    monkeypatch.chdir(tmp_path)  # wherever a notebook runs from
+    repo = Path(__file__).resolve().parents[2]
+    assert artifacts.default_root() == repo / "data" / "artifacts"

@@ -11,13 +11,13 @@ import json
 import pytest
 
 from nuwa_lab.attention import PATTERNS
-from nuwa_lab.attention.bench import QUICK_GRIDS, run
-from nuwa_lab.bench import TARGETS
+from nuwa_lab.lab.bench import TARGETS
+from nuwa_lab.lab.bench.attention import QUICK_GRIDS, run
 
 
 @pytest.mark.slow  # 64 profiled calls: ~4 s on an idle machine, over a minute under load
 def test_quick_bench_reports_every_pattern_grid_and_backend(tmp_path, capsys):
-    assert TARGETS["attention"] == "nuwa_lab.attention.bench:run"
+    assert TARGETS["attention"] == "nuwa_lab.lab.bench.attention:run"
     result = run(argparse.Namespace(target="attention", json=None, quick=True))
     json.dumps(result)  # the --json output must be serialisable
     rows = result["rows"]

@@ -162,3 +162,38 @@ def test_attend_rejects_mismatched_shapes(shapes, kwargs, message):
     k = torch.zeros(shapes[1])
     with pytest.raises(ValueError, match=message):
         attend(q, k, k, pattern="nearby", **kwargs)
+
+
+def test_a_pattern_placed_on_grids_is_the_spec_make_spec_builds():
+    from nuwa_lab.attention import AttentionPattern
+
+    pattern = AttentionPattern(pattern="nearby", causal=True, extent=1, block=2)
+    assert pattern.extent == (1, 1, 1) and pattern.block == (2, 2, 2)  # normalised once
+    spec = pattern.on((2, 3, 3))
+    assert spec == make_spec("nearby", (2, 3, 3), None, True, extent=1, block=2)
+    assert torch.equal(pattern.mask((2, 3, 3)), dense_mask("nearby", (2, 3, 3), causal=True))
+
+
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        ({"pattern": "sparse"}, "pattern"),
+        ({"extent": (1, -1, 1)}, "extent"),
+        ({"block": (0, 2, 2)}, "block"),
+        ({"causal_rule": "future"}, "causal_rule"),
+        ({"border": "wrap"}, "border"),
+    ],
+)
+def test_a_bad_pattern_is_refused_where_it_is_made(kwargs, word):
+    from nuwa_lab.attention import AttentionPattern
+
+    with pytest.raises(ValueError, match=word):
+        AttentionPattern(**kwargs)
+
+
+def test_every_pattern_has_one_efficient_path_and_an_unknown_one_is_refused():
+    from nuwa_lab.attention import EFFICIENT_PATHS, PATTERNS, efficient_path
+
+    assert set(EFFICIENT_PATHS) == set(PATTERNS)
+    with pytest.raises(ValueError, match="no efficient attention path for pattern 'sparse'"):
+        efficient_path("sparse")

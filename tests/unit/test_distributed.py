@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from nuwa_lab.distributed import DistInfo, average_gradients, rank_slice, setup, sync_buffers
+from nuwa_lab.train.distributed import DistInfo, average_gradients, rank_slice, setup, sync_buffers
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")

@@ -18,7 +18,7 @@ from nuwa_lab.metrics import (
     inception_backbone,
 )
 from nuwa_lab.metrics import frechet as frechet_module
-from nuwa_lab.metrics.probe_train import augment
+from nuwa_lab.recipes.probes import augment
 from nuwa_lab.world import ShapesWorld
 
 

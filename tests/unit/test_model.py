@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from nuwa_lab.attention import AttentionPattern
 from nuwa_lab.config import make_config
 from nuwa_lab.model import Condition, Nuwa, count_parameters, forward_flops, paper_parameter_count
 from nuwa_lab.model.counting import attention_pairs
-from nuwa_lab.model.layers import PatternSpec
 
 K, TEXT_VOCAB, SKETCH_K = 32, 40, 16
 SIZES = dict(
@@ -207,7 +207,7 @@ def test_forward_flops_match_a_hand_count_for_full_attention() -> None:
     assert got == expected
     nearby = dataclasses.replace(cfg, attention="nearby")
     assert (
-        attention_pairs(PatternSpec(pattern="nearby", causal=True), (3, 4, 4), (3, 4, 4))
+        attention_pairs(AttentionPattern(pattern="nearby", causal=True), (3, 4, 4), (3, 4, 4))
         < n * (n + 1) // 2
     )
     assert (
@@ -223,7 +223,7 @@ def test_forward_flops_match_a_hand_count_for_full_attention() -> None:
 
 
 def test_recorded_maps_are_distributions_on_their_key_grids() -> None:
-    from nuwa_lab.model.maps import record_attention
+    from nuwa_lab.viz.maps import record_attention
 
     model = make_model(attention="nearby", cross_attention="nearby")
     maps = record_attention(model, conditions()["video_sketch"], targets()["video"])
@@ -246,7 +246,7 @@ def test_recorded_maps_are_distributions_on_their_key_grids() -> None:
 
 
 def test_ablation_arms_differ_only_in_the_pattern() -> None:
-    from nuwa_lab.model.ablation import TASK, ablation_config
+    from nuwa_lab.recipes.ablation import TASK, ablation_config
 
     base = make_config("tiny")  # tiny has its own S2V fine-tuning budget: the arm must not use it
     assert base.tasks.finetune_budget(TASK) != (7, base.tasks.finetune_batch_size, base.train.lr)

@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from nuwa_lab.bench import TARGETS
-from nuwa_lab.model.bench import GROUPS, op_group, run, run_step_profile, utilisation_bounds
+from nuwa_lab.lab.bench import TARGETS
+from nuwa_lab.lab.bench.model import GROUPS, op_group, run, run_step_profile, utilisation_bounds
 
 
 @pytest.mark.parametrize(
@@ -55,7 +55,7 @@ def test_utilisation_bounds_on_a_known_case():
 
 
 def test_quick_step_profile_groups_add_up_and_the_matmul_flops_are_counted(capsys):
-    assert TARGETS["step"] == "nuwa_lab.model.bench:run_step_profile"
+    assert TARGETS["step"] == "nuwa_lab.lab.bench.model:run_step_profile"
     result = run_step_profile(argparse.Namespace(target="step", json=None, quick=True))
     json.dumps(result)  # the --json output must be serialisable
     assert tuple(result["group_s"]) == GROUPS
@@ -71,7 +71,7 @@ def test_quick_step_profile_groups_add_up_and_the_matmul_flops_are_counted(capsy
 
 
 def test_quick_model_bench_reports_its_three_ratios(capsys):
-    assert TARGETS["model"] == "nuwa_lab.model.bench:run"
+    assert TARGETS["model"] == "nuwa_lab.lab.bench.model:run"
     result = run(argparse.Namespace(target="model", json=None, quick=True))
     json.dumps(result)
     assert result["same_tokens"] is True  # cached and uncached sampling agree token for token

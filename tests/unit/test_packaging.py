@@ -46,7 +46,7 @@ def test_cli_help_lists_commands() -> None:
 
 def test_importing_the_package_prints_nothing() -> None:
     out = subprocess.run(
-        [sys.executable, "-c", "import nuwa_lab, nuwa_lab.config, nuwa_lab.experiment"],
+        [sys.executable, "-c", "import nuwa_lab, nuwa_lab.config, nuwa_lab.lab.experiment"],
         capture_output=True,
         text=True,
         check=True,
@@ -58,3 +58,15 @@ def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme and "make lab" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_library_carries_no_history():
+    """Sessions, issues and people belong in docs/lab-notes.md, not in code a student reads."""
+    history = re.compile(r"\b(session \d+|issue #\d+|engineer [A-Z]\b)", re.IGNORECASE)
+    found = [
+        f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+        for path in sorted((ROOT / "nuwa_lab").rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if history.search(line)
+    ]
+    assert not found, "\n".join(found)

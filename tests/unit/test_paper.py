@@ -1,4 +1,4 @@
-"""The paper's numbers (`nuwa_lab.experiment.paper`) name real sweeps and settings, and render."""
+"""The paper's numbers (`nuwa_lab.lab.experiment.paper`) name real sweeps and settings."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from nuwa_lab.experiment.collect import setting_label, to_markdown
-from nuwa_lab.experiment.paper import SWEEP_REFERENCES, SweepReference
-from nuwa_lab.experiment.results import sweep_tables
+from nuwa_lab.lab.experiment.collect import setting_label, to_markdown
+from nuwa_lab.lab.experiment.paper import SWEEP_REFERENCES, SweepReference
+from nuwa_lab.lab.experiment.results import sweep_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from nuwa_lab.config import make_config
 from nuwa_lab.model import Condition, Nuwa
-from nuwa_lab.pretrain import (
+from nuwa_lab.recipes.pretrain import (
     PretrainTrainable,
     TokenData,
     check_task_mix,
@@ -120,7 +120,7 @@ def test_validation_losses_per_task() -> None:
 
 
 def run_training(run_dir: Path) -> dict:
-    from nuwa_lab.train import train
+    from nuwa_lab.train.loop import train
 
     cfg, model, trainable = setup()
     result = train(trainable, cfg.train, run_dir=run_dir, device="cpu", seed=0, progress=False)
@@ -149,7 +149,7 @@ def test_two_cpu_processes_train_like_one(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_pretraining_is_cached_as_the_nuwa_artifact(tmp_path: Path, monkeypatch) -> None:
-    from nuwa_lab.artifacts import get_or_train, load_meta
+    from nuwa_lab.recipes.cache import get_or_train, load_meta
 
     monkeypatch.setenv("NUWA_LAB_ARTIFACTS", str(tmp_path))
 
@@ -167,7 +167,7 @@ def test_pretraining_is_cached_as_the_nuwa_artifact(tmp_path: Path, monkeypatch)
     # the token pools were cached beside the artifacts
     assert list(tmp_path.glob("nuwa_tokens-*/train-*.pt"))
     other = make_config("smoke", device="cpu", **{"train.task_mix": parse_task_mix("t2v")})
-    from nuwa_lab.artifacts import artifact_dir
+    from nuwa_lab.recipes.cache import artifact_dir
 
     assert artifact_dir("nuwa", other, root=tmp_path) != artifact_dir("nuwa", cfg, root=tmp_path)
 

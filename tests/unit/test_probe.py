@@ -7,7 +7,6 @@ import dataclasses
 import pytest
 import torch
 
-from nuwa_lab.artifacts import get_or_train, load_meta
 from nuwa_lab.config import make_config
 from nuwa_lab.metrics import (
     ImageProbe,
@@ -19,6 +18,7 @@ from nuwa_lab.metrics import (
     pixel_accuracy,
 )
 from nuwa_lab.metrics.probe import canonical_order
+from nuwa_lab.recipes.cache import get_or_train, load_meta
 from nuwa_lab.world import ObjectAttributes, ShapesWorld
 
 
@@ -147,7 +147,7 @@ def test_probes_train_through_the_loop_and_the_cache(cfg, tmp_path):
     probe = get_or_train("probe", cfg, root=tmp_path, progress=False)
     assert isinstance(probe, ImageProbe) and not probe.training
     folder = next(tmp_path.glob("probe-*"))
-    assert (folder / "train" / "checkpoint.pt").is_file()  # nuwa_lab.train wrote checkpoints
+    assert (folder / "train" / "checkpoint.pt").is_file()  # nuwa_lab.train.loop wrote checkpoints
     meta = load_meta("probe", cfg, root=tmp_path)
     expected = {
         f"{s}/{a}"

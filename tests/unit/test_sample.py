@@ -9,7 +9,8 @@ import torch
 
 from nuwa_lab.config import make_config
 from nuwa_lab.model import Condition, Nuwa
-from nuwa_lab.sample import draw, filter_logits, rerank, sample, sampling_options
+from nuwa_lab.model.sample import draw, filter_logits, rerank, sample
+from nuwa_lab.tasks.evaluate import sampling_options
 
 K = 32
 SIZES = dict(

@@ -111,7 +111,7 @@ def test_an_unknown_task_lists_the_valid_ones() -> None:
 
 
 def test_a_task_with_its_own_budget_fine_tunes_with_it_and_the_others_with_the_defaults() -> None:
-    from nuwa_lab.finetune import train_config
+    from nuwa_lab.recipes.finetune import train_config
 
     cfg = make_config("tiny", **{"tasks.finetune_budgets": [["t2i", 40, 8, 2e-3]]})
     t2i, s2i = train_config(cfg, "t2i"), train_config(cfg, "s2i")
@@ -121,8 +121,8 @@ def test_a_task_with_its_own_budget_fine_tunes_with_it_and_the_others_with_the_d
 
 
 def test_a_budget_change_retrains_the_task_and_the_models_started_from_it_only() -> None:
-    from nuwa_lab.artifacts import artifact_dir
-    from nuwa_lab.finetune import artifact_kind, start_chain
+    from nuwa_lab.recipes.cache import artifact_dir
+    from nuwa_lab.recipes.finetune import artifact_kind, start_chain
 
     assert start_chain("v2v") == ["v2v", "t2v", "t2i"] and start_chain("i2i") == ["i2i"]
     base = make_config("tiny")
@@ -144,8 +144,8 @@ def test_a_budget_change_retrains_the_task_and_the_models_started_from_it_only()
 
 
 def test_v2v_batches_draw_turning_videos_by_their_weight() -> None:
-    from nuwa_lab.finetune import train_config
-    from nuwa_lab.finetune_data import FinetuneTrainable, turning_weights
+    from nuwa_lab.recipes.finetune import train_config
+    from nuwa_lab.recipes.finetune_data import FinetuneTrainable, turning_weights
 
     cfg = make_config("tiny")
     weights = turning_weights(cfg, 512)
@@ -170,7 +170,7 @@ def test_v2v_batches_draw_turning_videos_by_their_weight() -> None:
 def test_each_task_runs_on_its_model_and_manipulation_zero_shot_on_the_caption_models(
     monkeypatch,
 ) -> None:
-    import nuwa_lab.finetune as ft
+    import nuwa_lab.recipes.finetune as ft
 
     monkeypatch.setattr(ft, "finetuned_model", lambda task, cfg, **_: f"fine-tuned on {task}")
     monkeypatch.setattr(ft, "pretrained_model", lambda cfg, **_: "pretrained")
@@ -193,7 +193,7 @@ def test_each_task_runs_on_its_model_and_manipulation_zero_shot_on_the_caption_m
 def test_video_fine_tuning_starts_from_a_fine_tuned_model_and_the_image_tasks_from_the_pretrained(
     monkeypatch,
 ) -> None:
-    import nuwa_lab.finetune as ft
+    import nuwa_lab.recipes.finetune as ft
 
     monkeypatch.setattr(ft, "get_or_train", lambda kind, cfg, **_: kind)
     cfg = make_config("smoke")
@@ -303,7 +303,7 @@ def test_inputs_of_the_wrong_kind_name_what_is_expected(kit, model) -> None:
 
 
 def test_the_context_variant_shows_the_encoder_visible_codes_and_masks_the_rest(kit) -> None:
-    from nuwa_lab.finetune import build_finetune_model
+    from nuwa_lab.recipes.finetune import build_finetune_model
 
     context_model = build_finetune_model(kit.cfg, "i2i", context=True)
     inputs = task_items("i2i", kit, "test", 2)
@@ -543,7 +543,7 @@ def test_evaluate_task_measures_every_task_end_to_end(kit, model) -> None:
 
 
 def test_a_finetune_model_starts_from_the_pretrained_weights(kit, model) -> None:
-    from nuwa_lab.finetune import build_finetune_model
+    from nuwa_lab.recipes.finetune import build_finetune_model
 
     copy = build_finetune_model(kit.cfg, "s2i", pretrained=model)
     for (name, a), b in zip(model.state_dict().items(), copy.state_dict().values(), strict=True):
@@ -560,7 +560,7 @@ def test_a_finetune_model_starts_from_the_pretrained_weights(kit, model) -> None
 def test_finetuning_lowers_the_validation_loss_of_the_task(tmp_path, kit) -> None:
     from dataclasses import replace
 
-    from nuwa_lab.finetune import finetune
+    from nuwa_lab.recipes.finetune import finetune
 
     cfg = make_config(
         "smoke", **{"tasks.finetune_steps": 25, "tasks.finetune_lr": 3e-3, "sample.num_eval": 8}
@@ -580,7 +580,7 @@ def test_finetuning_lowers_the_validation_loss_of_the_task(tmp_path, kit) -> Non
 
 def test_reranking_keeps_the_candidate_the_probe_reads_best(kit, model) -> None:
     from nuwa_lab.metrics.probe import build
-    from nuwa_lab.sample import sample
+    from nuwa_lab.model.sample import sample
     from nuwa_lab.tasks import probe_score_fn
 
     inputs = task_items("t2i", kit, "test", 2)
@@ -605,7 +605,7 @@ def test_the_comparison_figure_shows_the_chosen_items_beside_their_truth() -> No
     matplotlib.use("Agg")
     from types import SimpleNamespace
 
-    from nuwa_lab.tasks import comparison_figure
+    from nuwa_lab.viz.tasks import comparison_figure
 
     truth = torch.rand(5, 2, 3, 8, 8)
     ev = SimpleNamespace(

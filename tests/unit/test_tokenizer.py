@@ -86,7 +86,7 @@ def test_discriminator_starts_at_disc_start_and_sees_detached_reconstructions() 
 
 
 def test_vqvae_is_the_same_network_without_perceptual_and_gan_terms() -> None:
-    from nuwa_lab.tokenizer.trainer import build, make_loss
+    from nuwa_lab.recipes.tokenizers import build, make_loss
 
     cfg = _cfg()
     vqvae, vqgan = make_loss("vqvae", cfg.tokenizer), make_loss("vqgan", cfg.tokenizer)
@@ -153,7 +153,7 @@ def test_round_trip_after_training() -> None:
 
 
 def test_trainable_trains_with_the_shared_loop_and_caches_artifacts(tmp_path) -> None:
-    from nuwa_lab.artifacts import get_or_train, load_meta, registered_kinds
+    from nuwa_lab.recipes.cache import get_or_train, load_meta, registered_kinds
 
     assert {"vqgan", "vqvae", "vqgan_seg"} <= set(registered_kinds())
     cfg = _cfg(**{"tokenizer.steps": 3, "tokenizer.disc_start": 1, "tokenizer.eval_samples": 4})
@@ -169,7 +169,7 @@ def test_trainable_trains_with_the_shared_loop_and_caches_artifacts(tmp_path) ->
 
 
 def test_training_resumes_exactly(tmp_path) -> None:
-    from nuwa_lab.tokenizer.trainer import train_tokenizer
+    from nuwa_lab.recipes.tokenizers import train_tokenizer
 
     cfg = _cfg(**{"tokenizer.steps": 4, "tokenizer.disc_start": 2, "tokenizer.eval_samples": 4})
     straight, _ = train_tokenizer("vqgan", cfg, workdir=tmp_path / "a", progress=False)
@@ -182,10 +182,10 @@ def test_training_resumes_exactly(tmp_path) -> None:
 
 
 def test_shared_loop_steps_equal_plain_backward_and_adam() -> None:
-    """The trainer's updates through nuwa_lab.train equal loss.backward() + Adam (regression:
+    """The trainer's updates through nuwa_lab.train.loop equal loss.backward() + Adam (regression:
     torch's fused CPU AdamW misreads the channels-last gradients of conv weights)."""
-    from nuwa_lab.tokenizer.trainer import TokenizerTrainable, build, train_config, training_batch
-    from nuwa_lab.train import lr_at, train
+    from nuwa_lab.recipes.tokenizers import TokenizerTrainable, build, train_config, training_batch
+    from nuwa_lab.train.loop import lr_at, train
     from nuwa_lab.world import ShapesWorld
 
     cfg = _cfg(**{"tokenizer.steps": 3, "tokenizer.rec_loss": "l2"})

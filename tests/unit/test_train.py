@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nuwa_lab.checkpoint import load_checkpoint
 from nuwa_lab.config import TrainConfig
-from nuwa_lab.train import (
+from nuwa_lab.train.checkpoint import load_checkpoint
+from nuwa_lab.train.loop import (
     CheckpointError,
     NonFiniteLossError,
     SimpleTrainable,
@@ -193,7 +193,7 @@ def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     def crash_before_rename(src, dst):
         raise OSError("simulated crash during the checkpoint write")
 
-    monkeypatch.setattr("nuwa_lab.files.os.replace", crash_before_rename)
+    monkeypatch.setattr("nuwa_lab.train.files.os.replace", crash_before_rename)
     with pytest.raises(OSError, match="simulated crash"):
         train(Regression(), cfg, run_dir=tmp_path, device="cpu", progress=False)
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no partial temp file

@@ -1,0 +1,69 @@
+"""The runs of the main job (`make lab`): where they live, what each holds, the targets they met.
+
+Shared by the report (`report.py`) and the notebook-side result helpers (`results.py`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nuwa_lab.lab.experiment.notebook import notebook_title
+from nuwa_lab.lab.experiment.runner import METRICS_FILE, RUN_FILE, read_json
+from nuwa_lab.tasks.report import TARGETS
+
+
+def lab_folder(runs_dir: Path, preset: str) -> Path:
+    """Where `make lab PRESET=preset` keeps its runs."""
+    return Path(runs_dir) / f"lab-{preset}"
+
+
+def read_lab_runs(folder: Path, root: Path) -> list[dict[str, Any]]:
+    """The runs of one lab folder: stem, title, folder, record and metrics (None if unfinished)."""
+    runs = []
+    for run_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        record = read_json(run_dir / RUN_FILE)
+        stem, _, variant = run_dir.name.partition("-")  # "06_text_to_visual-video"
+        notebook = root / "notebooks" / f"{stem}.ipynb"
+        title = notebook_title(notebook) if notebook.exists() else stem
+        title += f" ({variant})" if variant else ""
+        runs.append(
+            {
+                "stem": run_dir.name,
+                "title": title,
+                "dir": run_dir,
+                "record": record,
+                "metrics": read_json(run_dir / METRICS_FILE) if record else None,
+            }
+        )
+    return runs
+
+
+def task_target_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per task target (`nuwa_lab.tasks.report.TARGETS`) of every task run."""
+
+    rows = []
+    for run in runs:
+        metrics = run["metrics"] or {}
+        task = metrics.get("task")
+        if not run["record"] or task not in TARGETS:
+            continue
+        for metric, split, op, goal, meaning in TARGETS[task]:
+            value = metrics.get(f"{split}_{metric}")
+            if metric == "preservation_gap_db" and value is None:
+                kept, ours = (
+                    metrics.get(f"{split}_psnr_preserved{s}_db") for s in ("_tokenizer", "")
+                )
+                value = kept - ours if kept is not None and ours is not None else None
+            met = metrics.get(f"target_{metric}_{split}")
+            rows.append(
+                {
+                    "task": task.upper(),
+                    "model": metrics.get("model_variant"),
+                    "target": f"{meaning} (`{metric}`, {split})",
+                    "goal": f"{op} {goal}",
+                    "reached": value,
+                    "met": {True: "yes", False: "**no**", None: "not measured"}[met],
+                }
+            )
+    return rows

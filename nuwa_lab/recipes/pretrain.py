@@ -1,0 +1,341 @@
+r"""Multi-task pretraining of NÜWA on T2I, T2V and V2V (NÜWA §3.3, Eq. 11): the artifact "nuwa".
+
+The paper trains one model on three tasks at once and sums their losses:
+
+$$ \mathcal{L} = -\sum_{n} \log p_\theta(y^{v}_n \mid y^{v}_{<n}, C^{text})
+               -\sum_{n} \log p_\theta(y^{i}_n \mid y^{i}_{<n}, C^{text})
+               -\sum_{n} \log p_\theta(y^{v}_n \mid y^{v}_{<n}, c_{none}) $$
+
+(text-to-video, text-to-image, and video prediction, which has no text: the constant `<none>`
+condition). Here each term is a mean token cross-entropy, so the loss is the *sum of the tasks'
+mean cross-entropies*. The global batch of B items is split between the tasks of
+`cfg.train.task_mix` in proportion to their ratios (largest remainder, interleaved so that every
+data-parallel shard gets the same mixture); the ratios set how many samples of each task a step
+sees, the loss weights every present task alike, as the paper does.
+
+Data: `cfg.pretrain.pool` train images and videos of the Shapes World, tokenized once with the
+tokenizer artifact (`cfg.tokenizer.kind`) and the caption tokenizer, cached under the artifact
+root (`token_data`); the batch of step s draws items from the pool with a generator seeded by
+(cfg.seed, s), so resume and data parallelism are exact (`nuwa_lab.train.loop`).
+
+| symbol | code |
+|---|---|
+| $C^{text}$, $c_{none}$ | `Condition.text(ids)`, `Condition.none(b)` |
+| $y^{i}$ (1, h, w), $y^{v}$ (T, h, w) | `TokenData.images`, `TokenData.videos` |
+| task ratios | `cfg.train.task_mix`, e.g. `parse_task_mix("t2v+t2i+v2v")` |
+| per-task term | `losses()` logs `loss_<task>`; the optimised loss is their sum |
+
+    model = get_or_train("nuwa", cfg)                       # train once, load afterwards
+    cfg2 = make_config("tiny", **{"train.task_mix": parse_task_mix("t2v")})  # an ablation arm
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from nuwa_lab.config import config_hash, resolve_device
+from nuwa_lab.model import Condition, Nuwa
+from nuwa_lab.recipes.cache import artifact_dir, default_root, get_or_train, register_artifact
+from nuwa_lab.recipes.tokenizers import CODE as TOKENIZER_CODE
+from nuwa_lab.train.checkpoint import CKPT_NAME, load_checkpoint
+from nuwa_lab.train.files import atomic_torch_save, atomic_write_json
+from nuwa_lab.train.loop import make_adamw, rank_slice, step_generator, train
+from nuwa_lab.world import ShapesWorld, TextTokenizer
+
+VERSION = "2"  # the code below is hashed into it too (nuwa_lab.recipes.cache.code_version)
+# the code that decides the pretrained weights: the model, its attention, pretraining, the tokens
+CODE = ("nuwa_lab.model", "nuwa_lab.attention", "nuwa_lab.recipes.pretrain", *TOKENIZER_CODE)
+# what the pretrained model depends on (the artifact's hash): data, tokenizers, model, loop, seed
+SECTIONS = ("world", "text", "tokenizer", "model", "train", "pretrain", "seed")
+
+PRETRAIN_TASKS = ("t2i", "v2v", "t2v")  # the canonical order (the config default's)
+TOKENS_VERSION = "1"  # bump when the token data layout changes
+HISTORY_FILE = "history.json"  # beside the artifact's weights
+
+
+# ---------------------------------------------------------------- the mixture
+
+
+def parse_task_mix(text: str) -> tuple[tuple[str, float], ...]:
+    """Mixture from text: "t2v+t2i" -> (("t2i", 1.0), ("t2v", 1.0)); "t2v:2+t2i:1" sets ratios.
+
+    The result is in the canonical order of `PRETRAIN_TASKS` (that of the config default), so a
+    mixture names one artifact however it is written: "t2v+t2i+v2v" is the default mixture.
+    """
+    mix = []
+    for part in text.replace(" ", "").split("+"):
+        name, _, ratio = part.partition(":")
+        mix.append((name, float(ratio) if ratio else 1.0))
+    mix = check_task_mix(tuple(mix))
+    return tuple(sorted(mix, key=lambda tr: PRETRAIN_TASKS.index(tr[0])))
+
+
+def check_task_mix(mix) -> tuple[tuple[str, float], ...]:
+    """The mixture as ((task, ratio), ...) with known tasks and positive total, or a ValueError."""
+    mix = tuple((str(t), float(r)) for t, r in mix)
+    names = [t for t, _ in mix]
+    bad = [t for t in names if t not in PRETRAIN_TASKS]
+    if bad or len(set(names)) != len(names):
+        raise ValueError(
+            f"task_mix {mix} has unknown or repeated tasks {bad or names}; pretraining tasks: "
+            f"{', '.join(PRETRAIN_TASKS)} (e.g. 't2v+t2i+v2v' or (('t2v', 1.0), ('t2i', 1.0)))"
+        )
+    if any(r < 0 or not math.isfinite(r) for _, r in mix) or sum(r for _, r in mix) <= 0:
+        raise ValueError(f"task_mix ratios must be >= 0 with a positive sum, got {mix}")
+    return tuple((t, r) for t, r in mix if r > 0)
+
+
+def task_counts(mix, batch: int) -> dict[str, int]:
+    """Items per task in a batch of `batch`: proportional to the ratios, largest remainder."""
+    mix = check_task_mix(mix)
+    total = sum(r for _, r in mix)
+    exact = {t: batch * r / total for t, r in mix}
+    counts = {t: int(math.floor(x)) for t, x in exact.items()}
+    by_remainder = sorted(mix, key=lambda tr: exact[tr[0]] - counts[tr[0]], reverse=True)
+    for t, _ in by_remainder[: batch - sum(counts.values())]:
+        counts[t] += 1
+    return {t: n for t, n in counts.items() if n > 0}
+
+
+def task_layout(mix, batch: int) -> list[str]:
+    """The task of each item of a batch, interleaved: item k of task t sits at (k + 1/2) / n_t."""
+    counts = task_counts(mix, batch)
+    keyed = [((k + 0.5) / n, i, t) for i, (t, n) in enumerate(counts.items()) for k in range(n)]
+    return [t for _, _, t in sorted(keyed)]
+
+
+# ---------------------------------------------------------------- token data
+
+
+@dataclass
+class TokenData:
+    """Tokenized Shapes World items: images (n, h, w), videos (n, T, h, w) and their captions."""
+
+    images: Tensor
+    image_text: Tensor
+    videos: Tensor
+    video_text: Tensor
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def task_batch(self, task: str, rows: Tensor) -> tuple[Condition, Tensor]:
+        """(condition, target codes) of `rows` for one pretraining task."""
+        if task == "t2i":
+            return Condition.text(self.image_text[rows].long()), self.images[rows].long()
+        target = self.videos[rows].long()
+        if task == "t2v":
+            return Condition.text(self.video_text[rows].long()), target
+        if task == "v2v":
+            return Condition.none(len(target), device=target.device), target
+        raise ValueError(f"unknown pretraining task {task!r}; valid: {', '.join(PRETRAIN_TASKS)}")
+
+
+def _tokens_path(cfg: Any, split: str, size: int, root) -> Path:
+
+    tokenizer = artifact_dir(cfg.tokenizer.kind, cfg, root=root).name
+    digest = config_hash("nuwa_tokens", TOKENS_VERSION, cfg.world, cfg.text, tokenizer)
+    return Path(root or default_root()) / f"nuwa_tokens-{digest}" / f"{split}-{size}.pt"
+
+
+def token_data(
+    cfg: Any, split: str, size: int, *, root=None, progress: bool = True, chunk: int = 256
+) -> TokenData:
+    """`size` items of `split` (the first seeds), tokenized once and cached (see the module)."""
+
+    path = _tokens_path(cfg, split, size, root)
+    if path.is_file():
+        return TokenData(**torch.load(path, map_location="cpu", weights_only=True))
+    device = resolve_device(cfg.device)
+    vq = get_or_train(cfg.tokenizer.kind, cfg, progress=progress, root=root, device=device)
+    world, text = ShapesWorld(cfg.world), TextTokenizer.from_config(cfg.world, cfg.text)
+    seeds = list(world.seeds(split)[:size])
+    if len(seeds) < size:
+        raise ValueError(f"split {split!r} has {len(seeds)} seeds, fewer than {size} requested")
+    small = torch.int16 if vq.codebook_size <= 2**15 else torch.int32
+    parts: dict[str, list[Tensor]] = {
+        k: [] for k in ("images", "image_text", "videos", "video_text")
+    }
+    for s in tqdm(range(0, size, chunk), desc=f"tokenize {split}", disable=not progress):
+        part = seeds[s : s + chunk]
+        for kind, render in (("image", world.images), ("video", world.videos)):
+            batch = render(part)
+            codes = vq.encode(batch.pixels.to(device)).cpu().to(small)
+            parts[f"{kind}s"].append(codes)
+            parts[f"{kind}_text"].append(text.encode_batch(batch.captions, truncate=True).to(small))
+    data = {k: torch.cat(v) for k, v in parts.items()}
+    atomic_torch_save(path, data)
+    return TokenData(**data)
+
+
+# ---------------------------------------------------------------- training
+
+
+class PretrainTrainable:
+    """`nuwa_lab.train.loop`'s protocol for the multi-task mixture (see the module docstring)."""
+
+    def __init__(self, model: Nuwa, data: TokenData, cfg: Any) -> None:
+        self.model, self.data, self.cfg = model, data, cfg
+        self.layout = task_layout(cfg.train.task_mix, cfg.train.batch_size)
+        self.counts = task_counts(cfg.train.task_mix, cfg.train.batch_size)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"model": self.model}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+
+        return {"model": make_adamw(self.model, self.cfg.train)}
+
+    def batch(self, step: int, rank: int, world_size: int) -> dict[str, Any]:
+
+        b = len(self.layout)
+        rows = torch.randint(len(self.data), (b,), generator=step_generator(self.cfg.seed, step))
+        shard = rank_slice(b, rank, world_size)
+        out: dict[str, Any] = {"world_size": world_size}
+        for task in self.counts:
+            mine = [i for i in range(b)[shard] if self.layout[i] == task]
+            condition, target = self.data.task_batch(task, rows[mine])
+            out[task] = {"condition": condition, "target": target}
+        return out
+
+    def losses(self, batch: dict[str, Any], step: int):
+        """Sum over tasks of (R / n_t) * (sum of this shard's per-item mean cross-entropies).
+
+        Averaged over the R shards this is exactly the sum of the tasks' mean cross-entropies over
+        the global batch; a task absent from a shard contributes (and logs) 0 there.
+        """
+        world_size = batch["world_size"]
+        total, logs = None, {}
+        for task, n in self.counts.items():
+            condition, target = batch[task]["condition"], batch[task]["target"]
+            if target.shape[0] == 0:
+                logs[f"loss_{task}"] = 0.0
+                continue
+            term = item_losses(self.model, condition, target).sum() * (world_size / n)
+            logs[f"loss_{task}"] = float(term.detach())
+            total = term if total is None else total + term
+        return {"model": total}, logs
+
+
+def item_losses(model: Nuwa, condition: Condition, target: Tensor) -> Tensor:
+    """Per-item mean token cross-entropy (b,) in nats."""
+    logits, _ = model(condition, target)
+    logits = logits.flatten(1, -2)  # (b, n, K)
+    per_token = F.cross_entropy(logits.transpose(1, 2), target.flatten(1), reduction="none")
+    return per_token.mean(dim=1)
+
+
+@torch.no_grad()
+def validation_losses(
+    model: Nuwa, data: TokenData, tasks=PRETRAIN_TASKS, *, batch_size: int = 64
+) -> dict[str, float]:
+    """Mean token cross-entropy (nats) of each task over `data`: {"val_nll_<task>": ...}."""
+    device = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    out = {}
+    for task in tasks:
+        total = 0.0
+        for s in range(0, len(data), batch_size):
+            rows = torch.arange(s, min(s + batch_size, len(data)))
+            condition, target = data.task_batch(task, rows)
+            total += float(item_losses(model, condition.to(device), target.to(device)).sum())
+        out[f"val_nll_{task}"] = total / max(1, len(data))
+    model.train(was)
+    return out
+
+
+def build_model(cfg: Any) -> Nuwa:
+    """An untrained model of the pretrained shape (the artifact's `build_fn`)."""
+    return Nuwa.from_config(cfg)
+
+
+def pretrain(
+    cfg: Any,
+    *,
+    workdir: str | Path | None = None,
+    progress: bool = True,
+    max_steps: int | None = None,
+    root=None,
+    model: Nuwa | None = None,
+) -> tuple[Nuwa, Any, dict[str, float]]:
+    """Train NÜWA on `cfg.train.task_mix`; returns (model, TrainResult, metrics).
+
+    Checkpoints go to `workdir` (resumable); the metrics are the training time, the last losses
+    per task and the validation loss of every pretraining task on `cfg.pretrain.val_size` items.
+    """
+
+    check_task_mix(cfg.train.task_mix)
+    data = token_data(cfg, "train", cfg.pretrain.pool, root=root, progress=progress)
+    val = token_data(cfg, "val", cfg.pretrain.val_size, root=root, progress=progress)
+    if model is None:
+        with torch.random.fork_rng():  # the initial weights depend on cfg.seed alone
+            torch.manual_seed(cfg.seed)
+            model = build_model(cfg)
+    trainable = PretrainTrainable(model, data, cfg)
+    result = train(
+        trainable,
+        cfg.train,
+        run_dir=workdir,
+        device=resolve_device(cfg.device),
+        seed=cfg.seed,
+        progress=progress,
+        max_steps=max_steps,
+        desc="pretrain " + "+".join(trainable.counts),
+    )
+    model.eval()
+    window = max(1, min(20, result.step // 10 or 1))
+    metrics: dict[str, float] = {
+        "train_seconds": result.seconds,
+        "sec_per_step": result.sec_per_step,
+        "steps": result.step,
+        "parameters": model.num_parameters(),
+    }
+    for task in trainable.counts:
+        metrics[f"train_loss_{task}"] = result.last(f"loss_{task}", window)
+    metrics.update(validation_losses(model, val))
+    return model, result, metrics
+
+
+def train_artifact(cfg: Any, *, workdir, progress: bool = True):
+    """The "nuwa" artifact's `train_fn`: (model, metrics).
+
+    `workdir` is `<root>/nuwa-<hash>/train`: the tokenizer and the token pools come from the same
+    artifact root.
+    """
+    root = Path(workdir).parent.parent if workdir is not None else None
+    model, result, metrics = pretrain(cfg, workdir=workdir, progress=progress, root=root)
+    if workdir is not None:
+        atomic_write_json(Path(workdir).parent / HISTORY_FILE, result.history)
+    return model, metrics
+
+
+def pretraining_history(cfg: Any, *, root=None) -> dict[str, list[float]]:
+    """The training history (step, loss/model, loss_<task>, lr ...) of the "nuwa" artifact."""
+
+    folder = artifact_dir("nuwa", cfg, root=root)
+    path = folder / HISTORY_FILE
+    if path.is_file():
+        return json.loads(path.read_text())
+
+    ckpt = folder / "train" / CKPT_NAME  # the training checkpoint holds the history too
+    if ckpt.is_file():
+        return dict(load_checkpoint(ckpt)["history"])
+    raise FileNotFoundError(
+        f"{path} missing: the model for this config is not trained yet; "
+        "call get_or_train('nuwa', cfg) first"
+    )
+
+
+register_artifact(
+    "nuwa", train_artifact, SECTIONS, build_fn=build_model, version=VERSION, code=CODE
+)
