@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeat", type=int, default=3, help="rate: best of this many runs")
 
 
-def preview_figure(world, seeds, n_images: int = 8, n_videos: int = 3):
+def preview_figure(world: ShapesWorld, seeds, n_images: int = 8, n_videos: int = 3):
     """Images + sketches (captions as titles) and videos + sketches frame by frame."""
     import matplotlib.pyplot as plt
 
@@ -63,7 +63,7 @@ def preview_figure(world, seeds, n_images: int = 8, n_videos: int = 3):
     return fig
 
 
-def measure_rate(world, count: int, repeat: int = 3) -> dict[str, float]:
+def measure_rate(world: ShapesWorld, count: int, repeat: int = 3) -> dict[str, float]:
     """Best-of-`repeat` images/s and videos/s for `count` consecutive train seeds."""
     seeds = world.seeds("train")[:count]
     rates = {}

@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 
+from nuwa_lab.metrics.probe import AttributeReader, Segmenter
+
 
 def _as_dict(obj: Any, attributes: Sequence[str]) -> dict[str, str]:
     """The named (not None) attributes of an ObjectAttributes or a dict (e.g. parse_caption's)."""
@@ -56,7 +58,7 @@ def _sample_scores(asked: list[dict], read: list[dict], attributes: Sequence[str
 
 
 def attribute_accuracy(
-    probe: Any, pixels: torch.Tensor, objects: Sequence[Any], *, batch_size: int = 256
+    probe: AttributeReader, pixels: torch.Tensor, objects: Sequence[Any], *, batch_size: int = 256
 ) -> dict[str, float]:
     """Fraction of samples whose probe reading matches the asked-for objects, per attribute + "all".
 
@@ -94,7 +96,7 @@ def pixel_accuracy(pred: torch.Tensor, target: torch.Tensor, *, ignore_backgroun
 
 
 def segmentation_accuracy(
-    segmenter: Any, pixels: torch.Tensor, sketch: torch.Tensor, *, batch_size: int = 256
+    segmenter: Segmenter, pixels: torch.Tensor, sketch: torch.Tensor, *, batch_size: int = 256
 ) -> dict[str, float]:
     """The lab's "Detected PA": segment `pixels` and compare with `sketch` (the asked class map).
 

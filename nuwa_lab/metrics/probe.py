@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from nuwa_lab.config import Config, WorldConfig
 from nuwa_lab.world import REGIONS, attribute_classes
 
 IMAGE_ATTRIBUTES = ("shape", "colour", "size", "position")
@@ -74,7 +75,9 @@ class AttributeReader(nn.Module):
     stacked as channels.
     """
 
-    def __init__(self, *, world: Any, channels: int, attributes: tuple[str, ...], in_frames: int):
+    def __init__(
+        self, *, world: WorldConfig, channels: int, attributes: tuple[str, ...], in_frames: int
+    ):
         super().__init__()
         c = channels
         self.world = world
@@ -183,7 +186,7 @@ class AttributeReader(nn.Module):
 class ImageProbe(AttributeReader):
     """Reads shape, colour, size and position of each object of an image (b, 3, h, w)."""
 
-    def __init__(self, *, world: Any, channels: int = 16):
+    def __init__(self, *, world: WorldConfig, channels: int = 16):
         super().__init__(world=world, channels=channels, attributes=IMAGE_ATTRIBUTES, in_frames=1)
 
     def _stack(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -198,7 +201,7 @@ class ImageProbe(AttributeReader):
 class VideoProbe(AttributeReader):
     """Reads shape, colour, size, position (frame 0) and direction from a video (b, t, 3, h, w)."""
 
-    def __init__(self, *, world: Any, channels: int = 16):
+    def __init__(self, *, world: WorldConfig, channels: int = 16):
         super().__init__(
             world=world, channels=channels, attributes=VIDEO_ATTRIBUTES, in_frames=world.frames
         )
@@ -220,7 +223,7 @@ class Segmenter(nn.Module):
     s_{hw}]$ is the lab's "Detected PA". Videos (b, t, 3, h, w) are segmented per frame.
     """
 
-    def __init__(self, *, world: Any, channels: int = 16):
+    def __init__(self, *, world: WorldConfig, channels: int = 16):
         super().__init__()
         c = channels
         self.num_classes = 1 + len(world.shapes)
@@ -269,7 +272,7 @@ class Segmenter(nn.Module):
         return out
 
 
-def build(kind: str, cfg: Any) -> nn.Module:
+def build(kind: str, cfg: Config) -> nn.Module:
     """An untrained probe of `kind` ("probe", "video_probe", "segmenter") for `cfg`."""
     classes = {"probe": ImageProbe, "video_probe": VideoProbe, "segmenter": Segmenter}
     if kind not in classes:
@@ -277,6 +280,6 @@ def build(kind: str, cfg: Any) -> nn.Module:
     return classes[kind](world=probe_world(cfg.world), channels=cfg.probe.channels)
 
 
-def probe_world(world_cfg: Any) -> Any:
+def probe_world(world_cfg: WorldConfig) -> WorldConfig:
     """The world the probes train on: the same world with no held-out pairs (all combinations)."""
     return dataclasses.replace(world_cfg, held_out=())

@@ -209,7 +209,7 @@ def _choose(logits, fixed_col, fixed_col_tokens, u_col, options) -> Tensor:
     return torch.where(fixed_col, fixed_col_tokens, drawn)
 
 
-def _decode_cached(model, condition, grid, fixed, codes, u, options, progress) -> Tensor:
+def _decode_cached(model: Nuwa, condition, grid, fixed, codes, u, options, progress) -> Tensor:
     """Raster decoding with the KV cache, on one CPU thread (see `one_cpu_thread`)."""
     with one_cpu_thread():
         return _decode_cached_steps(model, condition, grid, fixed, codes, u, options, progress)
@@ -232,7 +232,9 @@ def one_cpu_thread():
         torch.set_num_threads(threads)
 
 
-def _decode_cached_steps(model, condition, grid, fixed, codes, u, options, progress) -> Tensor:
+def _decode_cached_steps(
+    model: Nuwa, condition, grid, fixed, codes, u, options, progress
+) -> Tensor:
     """Raster decoding with the KV cache; runs of all-fixed positions are fed in one step."""
     b, n = fixed.shape
     device = fixed.device
@@ -263,7 +265,7 @@ def _decode_cached_steps(model, condition, grid, fixed, codes, u, options, progr
     return tokens
 
 
-def _decode_uncached(model, condition, grid, fixed, codes, u, options, progress) -> Tensor:
+def _decode_uncached(model: Nuwa, condition, grid, fixed, codes, u, options, progress) -> Tensor:
     """The reference: re-run the whole model for every position (positions after n are ignored)."""
     b, n = fixed.shape
     tokens = codes.clone()

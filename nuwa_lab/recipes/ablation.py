@@ -24,19 +24,19 @@ pattern per training step (time and tensor memory) on random codes, side by side
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import torch
 
+from nuwa_lab.config import Config
 from nuwa_lab.model.nuwa import PATTERNS, Nuwa
 from nuwa_lab.recipes.finetune import finetune
-from nuwa_lab.tasks import evaluate_task
+from nuwa_lab.tasks import TaskKit, evaluate_task
 from nuwa_lab.tasks.metrics import text_to_visual_metrics
 
 TASK = "s2v"  # the paper's ablation task
 
 
-def ablation_config(cfg: Any, attention: str, *, steps: int | None = None) -> Any:
+def ablation_config(cfg: Config, attention: str, *, steps: int | None = None) -> Config:
     """`cfg` with `attention` everywhere and a from-scratch budget for the S2V arm.
 
     Steps and batch are the fine-tuning budget (`cfg.tasks`, or `steps`); the learning rate and
@@ -57,7 +57,7 @@ def ablation_config(cfg: Any, attention: str, *, steps: int | None = None) -> An
     return dataclasses.replace(cfg, model=model, tasks=tasks)
 
 
-def train_from_scratch(cfg: Any, *, workdir=None, progress: bool = True):
+def train_from_scratch(cfg: Config, *, workdir=None, progress: bool = True):
     """Train an untrained model (initialised from `cfg.seed`) on S2V: (model, metrics).
 
     The metrics are those of `nuwa_lab.recipes.finetune.finetune`: `val_loss_pretrained` is the
@@ -69,7 +69,9 @@ def train_from_scratch(cfg: Any, *, workdir=None, progress: bool = True):
     return finetune(TASK, cfg, pretrained=fresh, workdir=workdir, progress=progress)
 
 
-def evaluate_arm(model: Nuwa, kit: Any, *, n: int | None = None, split: str = "test", **sampling):
+def evaluate_arm(
+    model: Nuwa, kit: TaskKit, *, n: int | None = None, split: str = "test", **sampling
+):
     """Sample S2V on `n` items of `split` and measure: (TaskEvaluation, metrics).
 
     Metrics: the segmenter's pixel accuracy of the samples against the input sketch (the paper's

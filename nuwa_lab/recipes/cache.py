@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nuwa_lab.config import as_dict, config_hash, resolve_device
+from nuwa_lab.config import Config, as_dict, config_hash, resolve_device
 from nuwa_lab.train.files import atomic_torch_save, atomic_write_json
 
 MODEL_FILE = "model.pt"
@@ -67,10 +67,10 @@ class ArtifactKind:
     name: str
     train_fn: Callable[..., Any]
     sections: tuple[str, ...]
-    build_fn: Callable[[Any], Any] | None = None
+    build_fn: Callable[[Config], Any] | None = None
     base_version: str = "1"
     code: tuple[str, ...] = ()
-    derived: Callable[[Any], dict[str, Any]] | None = None
+    derived: Callable[[Config], dict[str, Any]] | None = None
 
     @property
     def version(self) -> str:
@@ -136,10 +136,10 @@ def register_artifact(
     train_fn: Callable[..., Any],
     sections: Sequence[str],
     *,
-    build_fn: Callable[[Any], Any] | None = None,
+    build_fn: Callable[[Config], Any] | None = None,
     version: str = "1",
     code: Sequence[str] = (),
-    derived: Callable[[Any], dict[str, Any]] | None = None,
+    derived: Callable[[Config], dict[str, Any]] | None = None,
 ) -> None:
     """Register how to train (and rebuild) the artifact `kind`; re-registering replaces it.
 
@@ -183,7 +183,7 @@ def default_root() -> Path:
     return Path.cwd() / "data" / "artifacts"
 
 
-def _sections(spec: ArtifactKind, cfg: Any) -> dict[str, Any]:
+def _sections(spec: ArtifactKind, cfg: Config) -> dict[str, Any]:
     out = {}
     for name in spec.sections:
         value = cfg
@@ -200,7 +200,7 @@ def _sections(spec: ArtifactKind, cfg: Any) -> dict[str, Any]:
     return out
 
 
-def artifact_dir(kind: str, cfg: Any, *, root: str | os.PathLike | None = None) -> Path:
+def artifact_dir(kind: str, cfg: Config, *, root: str | os.PathLike | None = None) -> Path:
     """The folder `<root>/<kind>-<hash>/` of `kind` under `cfg` (it may not exist yet)."""
     spec = _kind(kind)
     digest = config_hash(kind, spec.version, _sections(spec, cfg))
@@ -214,7 +214,7 @@ def _retrain_hint(kind: str, folder: Path) -> str:
     )
 
 
-def load_meta(kind: str, cfg: Any, *, root: str | os.PathLike | None = None) -> dict[str, Any]:
+def load_meta(kind: str, cfg: Config, *, root: str | os.PathLike | None = None) -> dict[str, Any]:
     """The `meta.json` of a finished artifact (training time, metrics, config); raises if absent."""
     folder = artifact_dir(kind, cfg, root=root)
     path = folder / META_FILE
@@ -245,7 +245,7 @@ def _lock(folder: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _load(spec: ArtifactKind, cfg: Any, folder: Path, device) -> Any:
+def _load(spec: ArtifactKind, cfg: Config, folder: Path, device) -> Any:
     import torch
 
     meta = load_meta(spec.name, cfg, root=folder.parent)
@@ -294,7 +294,7 @@ def _load(spec: ArtifactKind, cfg: Any, folder: Path, device) -> Any:
 
 def get_or_train(
     kind: str,
-    cfg: Any,
+    cfg: Config,
     *,
     progress: bool = True,
     root: str | os.PathLike | None = None,

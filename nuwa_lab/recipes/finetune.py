@@ -46,7 +46,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nuwa_lab.config import TaskConfig, TrainConfig, resolve_device
+from nuwa_lab.config import Config, TaskConfig, TrainConfig, resolve_device
 from nuwa_lab.model import Nuwa
 from nuwa_lab.recipes.cache import get_or_train, load_meta, register_artifact
 from nuwa_lab.recipes.finetune_data import FinetuneTrainable, pool_loss, task_pool
@@ -55,6 +55,7 @@ from nuwa_lab.recipes.pretrain import CODE as PRETRAINED_CODE
 from nuwa_lab.recipes.pretrain import PRETRAIN_TASKS
 from nuwa_lab.recipes.pretrain import SECTIONS as PRETRAINED_SECTIONS
 from nuwa_lab.recipes.pretrain import VERSION as PRETRAINED_VERSION
+from nuwa_lab.tasks.evaluate import TaskKit
 from nuwa_lab.tasks.run import has_visible_context
 from nuwa_lab.tasks.spec import TASK_SPECS, get_task
 from nuwa_lab.train.files import atomic_torch_save
@@ -99,7 +100,7 @@ def artifact_kind(task: str, *, context: bool = False) -> str:
     return f"nuwa_finetuned_{spec.name}" + ("_context" if context else "")
 
 
-def pretrained_model(cfg: Any, *, progress: bool = True, root: Any = None) -> Nuwa:
+def pretrained_model(cfg: Config, *, progress: bool = True, root: Any = None) -> Nuwa:
     """The multi-task pretrained model (artifact "nuwa", trained by nuwa_lab.recipes.pretrain)."""
     return get_or_train(PRETRAINED_KIND, cfg, progress=progress, root=root)
 
@@ -112,7 +113,7 @@ def start_chain(task: str) -> list[str]:
     return chain
 
 
-def own_settings(cfg: Any, task: str) -> dict[str, Any]:
+def own_settings(cfg: Config, task: str) -> dict[str, Any]:
     """The cfg.tasks settings only some fine-tuned models depend on (hashed beside `SECTIONS`):
     the budgets of `task` and of the models it starts from, and V2V's turning weight."""
     chain = start_chain(task)
@@ -122,7 +123,7 @@ def own_settings(cfg: Any, task: str) -> dict[str, Any]:
     return out
 
 
-def start_model(cfg: Any, task: str, *, progress: bool = True, root: Any = None) -> Nuwa:
+def start_model(cfg: Config, task: str, *, progress: bool = True, root: Any = None) -> Nuwa:
     """The model fine-tuning on `task` starts from: the pretrained one, or the model fine-tuned on
     `FINETUNE_START[task]` (trained first if missing)."""
     base = FINETUNE_START.get(get_task(task).name)
@@ -132,7 +133,7 @@ def start_model(cfg: Any, task: str, *, progress: bool = True, root: Any = None)
 
 
 def build_finetune_model(
-    cfg: Any, task: str, *, context: bool = False, pretrained: nn.Module | None = None
+    cfg: Config, task: str, *, context: bool = False, pretrained: nn.Module | None = None
 ) -> Nuwa:
     """A model of the fine-tuned shape (the context variant: a K + 1 row image-code table), with
     the weights of `pretrained` when given (else freshly initialised)."""
@@ -149,7 +150,7 @@ def build_finetune_model(
     return model
 
 
-def train_config(cfg: Any, task: str) -> TrainConfig:
+def train_config(cfg: Config, task: str) -> TrainConfig:
     """The loop's settings: cfg.train's optimizer and clipping, the task's budget from cfg.tasks
     (`finetune_budget`: its own row of `finetune_budgets`, else the shared defaults)."""
     t = cfg.tasks
@@ -167,7 +168,7 @@ def train_config(cfg: Any, task: str) -> TrainConfig:
 
 def finetune(
     task: str,
-    cfg: Any,
+    cfg: Config,
     *,
     context: bool = False,
     workdir: str | Path | None = None,
@@ -175,7 +176,7 @@ def finetune(
     max_steps: int | None = None,
     pretrained: Nuwa | None = None,
     root: str | Path | None = None,
-    kit: Any = None,
+    kit: TaskKit | None = None,
 ) -> tuple[Nuwa, dict[str, float]]:
     """Fine-tune on `task` from `start_model` (the pretrained model, or the model that
     `FINETUNE_START` names); returns (model, metrics incl. val loss before and after).
@@ -240,12 +241,14 @@ def finetune(
     return model, metrics
 
 
-def finetuned_model(task: str, cfg: Any, *, context: bool = False, progress: bool = True) -> Nuwa:
+def finetuned_model(
+    task: str, cfg: Config, *, context: bool = False, progress: bool = True
+) -> Nuwa:
     """The model fine-tuned on `task` (a cached artifact, trained after pretraining if missing)."""
     return get_or_train(artifact_kind(task, context=context), cfg, progress=progress)
 
 
-def finetune_summary(task: str, cfg: Any, *, context: bool = False) -> dict[str, float]:
+def finetune_summary(task: str, cfg: Config, *, context: bool = False) -> dict[str, float]:
     """The metrics the fine-tuning of `task` recorded (val loss before / after, time), or {} when
     that model has not been trained under `cfg`."""
 
@@ -255,7 +258,7 @@ def finetune_summary(task: str, cfg: Any, *, context: bool = False) -> dict[str,
         return {}
 
 
-def task_model(task: str, cfg: Any, *, variant: str = "default", progress: bool = True) -> Nuwa:
+def task_model(task: str, cfg: Config, *, variant: str = "default", progress: bool = True) -> Nuwa:
     """The model task `task` runs with.
 
     variant: "default" (the task's spec: its fine-tuned model for T2I, S2I, T2V, S2V and V2V; the

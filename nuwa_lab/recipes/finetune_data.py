@@ -15,13 +15,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from nuwa_lab.config import TrainConfig
+from nuwa_lab.config import Config, TrainConfig
 from nuwa_lab.model import KINDS, Condition, Nuwa
 from nuwa_lab.recipes.pretrain import (
     PRETRAIN_TASKS,
     token_data,  # the pretraining token pipeline, reused
 )
-from nuwa_lab.tasks.evaluate import task_items
+from nuwa_lab.tasks.evaluate import TaskKit, task_items
 from nuwa_lab.tasks.run import task_tensors
 from nuwa_lab.tasks.spec import given_frames
 from nuwa_lab.train.loop import make_adamw, rank_slice, step_generator
@@ -31,8 +31,8 @@ from nuwa_lab.world.motion import turns_after
 
 def task_pool(
     task: str,
-    cfg: Any,
-    kit: Any,
+    cfg: Config,
+    kit: TaskKit,
     *,
     split: str = "train",
     size: int,
@@ -59,9 +59,7 @@ def task_pool(
             task,
             model,
             inputs,
-            tokenizer=kit.tokenizer,
-            text_tokenizer=kit.text_tokenizer,
-            seg_tokenizer=kit.seg_tokenizer,
+            tokenizers=kit.tokenizers,
             context=context,
             with_target=True,
         )
@@ -89,7 +87,7 @@ def _pretrain_pool(task, cfg, split, size, *, root, progress) -> dict[str, torch
     return pool
 
 
-def turning_weights(cfg: Any, size: int) -> torch.Tensor:
+def turning_weights(cfg: Config, size: int) -> torch.Tensor:
     """(size,) weights of the first `size` train videos: `cfg.tasks.v2v_turning_weight` for a
     video whose object turns at a wall after the given frames (`world.motion.turns_after`), 1
     for the rest. `FinetuneTrainable.batch` draws rows in proportion to them."""

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from nuwa_lab.config import config_hash, resolve_device
+from nuwa_lab.config import Config, config_hash, resolve_device
 from nuwa_lab.model import Condition, Nuwa
 from nuwa_lab.recipes.cache import artifact_dir, default_root, get_or_train, register_artifact
 from nuwa_lab.recipes.tokenizers import CODE as TOKENIZER_CODE
@@ -140,7 +140,7 @@ class TokenData:
         raise ValueError(f"unknown pretraining task {task!r}; valid: {', '.join(PRETRAIN_TASKS)}")
 
 
-def _tokens_path(cfg: Any, split: str, size: int, root) -> Path:
+def _tokens_path(cfg: Config, split: str, size: int, root) -> Path:
 
     tokenizer = artifact_dir(cfg.tokenizer.kind, cfg, root=root).name
     digest = config_hash("nuwa_tokens", TOKENS_VERSION, cfg.world, cfg.text, tokenizer)
@@ -148,7 +148,7 @@ def _tokens_path(cfg: Any, split: str, size: int, root) -> Path:
 
 
 def token_data(
-    cfg: Any, split: str, size: int, *, root=None, progress: bool = True, chunk: int = 256
+    cfg: Config, split: str, size: int, *, root=None, progress: bool = True, chunk: int = 256
 ) -> TokenData:
     """`size` items of `split` (the first seeds), tokenized once and cached (see the module)."""
 
@@ -183,7 +183,7 @@ def token_data(
 class PretrainTrainable:
     """`nuwa_lab.train.loop`'s protocol for the multi-task mixture (see the module docstring)."""
 
-    def __init__(self, model: Nuwa, data: TokenData, cfg: Any) -> None:
+    def __init__(self, model: Nuwa, data: TokenData, cfg: Config) -> None:
         self.model, self.data, self.cfg = model, data, cfg
         self.layout = task_layout(cfg.train.task_mix, cfg.train.batch_size)
         self.counts = task_counts(cfg.train.task_mix, cfg.train.batch_size)
@@ -254,13 +254,13 @@ def validation_losses(
     return out
 
 
-def build_model(cfg: Any) -> Nuwa:
+def build_model(cfg: Config) -> Nuwa:
     """An untrained model of the pretrained shape (the artifact's `build_fn`)."""
     return Nuwa.from_config(cfg)
 
 
 def pretrain(
-    cfg: Any,
+    cfg: Config,
     *,
     workdir: str | Path | None = None,
     progress: bool = True,
@@ -306,7 +306,7 @@ def pretrain(
     return model, result, metrics
 
 
-def train_artifact(cfg: Any, *, workdir, progress: bool = True):
+def train_artifact(cfg: Config, *, workdir, progress: bool = True):
     """The "nuwa" artifact's `train_fn`: (model, metrics).
 
     `workdir` is `<root>/nuwa-<hash>/train`: the tokenizer and the token pools come from the same
@@ -319,7 +319,7 @@ def train_artifact(cfg: Any, *, workdir, progress: bool = True):
     return model, metrics
 
 
-def pretraining_history(cfg: Any, *, root=None) -> dict[str, list[float]]:
+def pretraining_history(cfg: Config, *, root=None) -> dict[str, list[float]]:
     """The training history (step, loss/model, loss_<task>, lr ...) of the "nuwa" artifact."""
 
     folder = artifact_dir("nuwa", cfg, root=root)

@@ -25,14 +25,12 @@ The probes depend only on the `world` section and their own `probe` fields (not 
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
-from nuwa_lab.config import TrainConfig, resolve_device
+from nuwa_lab.config import Config, ProbeConfig, TrainConfig, resolve_device
 from nuwa_lab.metrics.accuracy import attribute_accuracy, segmentation_accuracy
 from nuwa_lab.metrics.probe import build, probe_world
 from nuwa_lab.recipes.cache import WORLD_AND_LOOP, register_artifact
@@ -85,7 +83,7 @@ def augment(pixels: torch.Tensor, generator: torch.Generator, *, noise: float, b
 class ProbeTrainable:
     """The `nuwa_lab.train.loop.Trainable` of one probe kind (one model, one AdamW)."""
 
-    def __init__(self, kind: str, model: nn.Module, cfg: Any, train_cfg: TrainConfig):
+    def __init__(self, kind: str, model: nn.Module, cfg: Config, train_cfg: TrainConfig):
 
         self.kind, self.model, self.cfg, self.train_cfg = kind, model, cfg, train_cfg
         self.world = ShapesWorld(probe_world(cfg.world))
@@ -122,7 +120,7 @@ class ProbeTrainable:
         return {"model": loss}, logs
 
 
-def train_config(kind: str, probe_cfg: Any) -> TrainConfig:
+def train_config(kind: str, probe_cfg: ProbeConfig) -> TrainConfig:
     """The loop settings of a probe kind, from `cfg.probe` alone."""
     steps = {
         "probe": probe_cfg.steps,
@@ -139,7 +137,7 @@ def train_config(kind: str, probe_cfg: Any) -> TrainConfig:
     )
 
 
-def evaluate(kind: str, model: nn.Module, cfg: Any, *, n: int | None = None) -> dict[str, float]:
+def evaluate(kind: str, model: nn.Module, cfg: Config, *, n: int | None = None) -> dict[str, float]:
     """Accuracies on clean test samples, held-out-pair samples and uniform noise (probes), or the
     pixel / foreground accuracy of the segmenter on clean images. Keys `<split>/<attribute>`."""
     world = ShapesWorld(cfg.world)
@@ -167,7 +165,7 @@ def evaluate(kind: str, model: nn.Module, cfg: Any, *, n: int | None = None) -> 
 
 
 def train_probe(
-    kind: str, cfg: Any, *, workdir=None, progress: bool = True
+    kind: str, cfg: Config, *, workdir=None, progress: bool = True
 ) -> tuple[nn.Module, dict[str, float]]:
     """Train a probe of `kind` with `nuwa_lab.train.loop` (checkpoints in `workdir`, resumable)."""
 

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nuwa_lab.config import TokenizerConfig, TrainConfig, resolve_device
+from nuwa_lab.config import Config, TokenizerConfig, TrainConfig, resolve_device
 from nuwa_lab.metrics.perceptual import lpips_distance
 from nuwa_lab.recipes.cache import WORLD_AND_LOOP, register_artifact
 from nuwa_lab.tokenizer.evaluate import quick_metrics
@@ -51,7 +51,7 @@ CODE = (
 VIDEO_FRACTION = 4  # one sample in VIDEO_FRACTION is a random video frame
 
 
-def build(kind: str, cfg: Any) -> VQModel:
+def build(kind: str, cfg: Config) -> VQModel:
     """An untrained tokenizer of `kind` for `cfg` (the artifact cache's build_fn)."""
     if kind not in KINDS:
         raise ValueError(f"unknown tokenizer kind {kind!r}; valid: {', '.join(KINDS)}")
@@ -95,7 +95,7 @@ def make_loss(kind: str, tok: TokenizerConfig) -> VQGANLoss:
 
 
 def training_batch(
-    world: Any, seed: int, step: int, batch_size: int, *, sketch: bool = False
+    world: ShapesWorld, seed: int, step: int, batch_size: int, *, sketch: bool = False
 ) -> torch.Tensor:
     """The global batch of `step`: pixels (b, 3, H, W), or class maps (b, H, W) with `sketch`."""
 
@@ -132,7 +132,7 @@ def _adam(module: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 class TokenizerTrainable:
     """The `nuwa_lab.train.loop.Trainable` of a tokenizer: optimizers "gen" and (VQ-GAN) "disc"."""
 
-    def __init__(self, kind: str, model: VQModel, cfg: Any, train_cfg: TrainConfig):
+    def __init__(self, kind: str, model: VQModel, cfg: Config, train_cfg: TrainConfig):
 
         self.kind, self.model, self.cfg, self.train_cfg = kind, model, cfg, train_cfg
         self.world = ShapesWorld(cfg.world)
@@ -188,7 +188,7 @@ class TokenizerTrainable:
 
 def train_tokenizer(
     kind: str,
-    cfg: Any,
+    cfg: Config,
     *,
     workdir: Any = None,
     progress: bool = True,

@@ -3,7 +3,7 @@
     from nuwa_lab.tasks import TASK_SPECS, run_task, evaluate_task
     from nuwa_lab.recipes import load_kit
     kit = load_kit(cfg, "i2i")
-    out = run_task("i2i", model, inputs, tokenizer=kit.tokenizer)  # .pixels, .tokens, .fixed
+    out = run_task("i2i", model, inputs, tokenizers=kit.tokenizers)  # .pixels, .tokens, .fixed
 
 | module | what |
 |---|---|
@@ -53,6 +53,7 @@ from nuwa_lab.tasks.report import (
 from nuwa_lab.tasks.run import (
     TaskOutput,
     TaskTensors,
+    Tokenizers,
     check_inputs,
     has_visible_context,
     mask_code,
@@ -85,6 +86,7 @@ __all__ = [
     "TaskOutput",
     "TaskSpec",
     "TaskTensors",
+    "Tokenizers",
     "asked_objects",
     "check_inputs",
     "completion_metrics",

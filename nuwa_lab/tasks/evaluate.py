@@ -24,8 +24,9 @@ from typing import Any
 
 import torch
 
-from nuwa_lab.config import SampleConfig
-from nuwa_lab.metrics import attribute_accuracy
+from nuwa_lab.config import Config, SampleConfig
+from nuwa_lab.metrics import ImageProbe, Segmenter, VideoProbe, attribute_accuracy
+from nuwa_lab.model import Nuwa
 from nuwa_lab.tasks.metrics import (
     completion_metrics,
     manipulation_metrics,
@@ -33,9 +34,10 @@ from nuwa_lab.tasks.metrics import (
     sketch_metrics,
     text_to_visual_metrics,
 )
-from nuwa_lab.tasks.run import TaskOutput, run_task
+from nuwa_lab.tasks.run import TaskOutput, Tokenizers, run_task
 from nuwa_lab.tasks.spec import TASK_SPECS, get_task, given_frames
-from nuwa_lab.world import TaskDataset, collate, parse_caption
+from nuwa_lab.tokenizer import VQGANSeg, VQModel
+from nuwa_lab.world import ShapesWorld, TaskDataset, TextTokenizer, collate, parse_caption
 
 
 def sampling_options(cfg: SampleConfig, task: str | None = None) -> dict:
@@ -57,16 +59,21 @@ def sampling_options(cfg: SampleConfig, task: str | None = None) -> dict:
 class TaskKit:
     """What running and measuring the tasks needs besides the model (all cached artifacts)."""
 
-    cfg: Any
-    world: Any
-    tokenizer: Any  # VQ-GAN (the codes of the model)
-    text_tokenizer: Any
-    seg_tokenizer: Any = None  # VQ-GAN-Seg, for s2i / s2v
-    probe: Any = None  # image probe
-    video_probe: Any = None
-    segmenter: Any = None
+    cfg: Config
+    world: ShapesWorld
+    tokenizer: VQModel  # VQ-GAN (the codes of the model)
+    text_tokenizer: TextTokenizer
+    seg_tokenizer: VQGANSeg | None = None  # VQ-GAN-Seg, for s2i / s2v
+    probe: ImageProbe | None = None
+    video_probe: VideoProbe | None = None
+    segmenter: Segmenter | None = None
 
-    def probe_for(self, video: bool) -> Any:
+    @property
+    def tokenizers(self) -> Tokenizers:
+        """The three tokenizers as `run_task` takes them."""
+        return Tokenizers(self.tokenizer, self.text_tokenizer, self.seg_tokenizer)
+
+    def probe_for(self, video: bool) -> ImageProbe | VideoProbe | None:
         return self.video_probe if video else self.probe
 
 
@@ -115,7 +122,9 @@ def asked_objects(name: str, inputs: dict[str, Any]) -> list[Any]:
     return list(inputs["objects"])
 
 
-def probe_score_fn(probe: Any, tokenizer: Any, asked: list[Any], candidates: int):
+def probe_score_fn(
+    probe: ImageProbe | VideoProbe, tokenizer: VQModel, asked: list[Any], candidates: int
+):
     """Re-ranking score of `candidates` samples per condition: the share of asked attributes the
     probe reads back (plus 1 when all of them are right)."""
 
@@ -135,7 +144,7 @@ def probe_score_fn(probe: Any, tokenizer: Any, asked: list[Any], candidates: int
 
 def evaluate_task(
     name: str,
-    model: Any,
+    model: Nuwa,
     kit: TaskKit,
     *,
     split: str = "test",
@@ -175,9 +184,7 @@ def evaluate_task(
         spec.name,
         model,
         inputs,
-        tokenizer=kit.tokenizer,
-        text_tokenizer=kit.text_tokenizer,
-        seg_tokenizer=kit.seg_tokenizer,
+        tokenizers=kit.tokenizers,
         context=context,
         **options,
     )

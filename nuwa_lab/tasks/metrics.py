@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from nuwa_lab.metrics import attribute_accuracy, lab_fid, lab_fvd, psnr, segmentation_accuracy, ssim
+from nuwa_lab.metrics.probe import AttributeReader, ImageProbe, Segmenter, VideoProbe
 from nuwa_lab.world.render import BACKGROUND
 
 PSNR_CAP_DB = 20.0 * math.log10(255.0)  # an error of one 8-bit level: invisible in a picture
@@ -63,12 +64,14 @@ def region_psnr(x: Tensor, y: Tensor, region: Tensor) -> Tensor:
     return torch.where(count > 0, out, torch.full_like(out, math.nan)).float()
 
 
-def _accuracy(prefix: str, probe: Any, pixels: Tensor, objects: Sequence[Any]) -> dict[str, float]:
+def _accuracy(
+    prefix: str, probe: AttributeReader, pixels: Tensor, objects: Sequence[Any]
+) -> dict[str, float]:
     return {f"{prefix}{k}": v for k, v in attribute_accuracy(probe, pixels, objects).items()}
 
 
 def text_to_visual_metrics(
-    probe: Any, generated: Tensor, asked: Sequence[Any], *, real: Tensor | None = None
+    probe: AttributeReader, generated: Tensor, asked: Sequence[Any], *, real: Tensor | None = None
 ) -> dict[str, float]:
     """T2I / T2V: probe accuracy of `generated` against the `asked` objects (e.g. parsed captions).
 
@@ -82,7 +85,7 @@ def text_to_visual_metrics(
     return out
 
 
-def sketch_metrics(segmenter: Any, generated: Tensor, sketch: Tensor) -> dict[str, float]:
+def sketch_metrics(segmenter: Segmenter, generated: Tensor, sketch: Tensor) -> dict[str, float]:
     """S2I / S2V: the segmenter's class map of `generated` against the input `sketch`.
 
     Most pixels are background, so `pixel_accuracy_blank` says what an output without any object
@@ -101,7 +104,7 @@ def given_tokens_kept(tokens: Tensor, fixed: Tensor, given: Tensor) -> float:
 
 
 def completion_metrics(
-    probe: Any,
+    probe: ImageProbe,
     generated: Tensor,
     truth: Tensor,
     visible: Tensor,
@@ -194,7 +197,7 @@ def predicted_motion_accuracy(generated: Tensor, truth: Tensor, given_frames: in
 
 
 def prediction_metrics(
-    video_probe: Any,
+    video_probe: VideoProbe,
     generated: Tensor,
     truth: Tensor,
     given_frames: int,
@@ -249,7 +252,7 @@ def prediction_metrics(
 
 
 def manipulation_metrics(
-    probe: Any,
+    probe: AttributeReader,
     generated: Tensor,
     source: Tensor,
     target_objects: Sequence[Sequence[Any]],

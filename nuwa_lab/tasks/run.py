@@ -1,8 +1,8 @@
 r"""Running a task: raw inputs -> condition $C$ and fixed-token grid $F$ -> the sampler -> pixels.
 
-`run_task(name, model, inputs, tokenizer=..., text_tokenizer=..., seg_tokenizer=...)` turns the raw
-inputs of a task (a batch of `nuwa_lab.world.TaskDataset` items, see `spec.TaskSpec.inputs`) into
-tensors, calls `nuwa_lab.model.sample.sample` and decodes the codes back to pixels.
+`run_task(name, model, inputs, tokenizers=Tokenizers(vqgan, text, seg))` turns the raw inputs of a
+task (a batch of `nuwa_lab.world.TaskDataset` items, see `spec.TaskSpec.inputs`) into tensors,
+calls `nuwa_lab.model.sample.sample` and decodes the codes back to pixels.
 
 From pixel regions to the token grid (the rule of I2I's visible region and TI2I's edit region): the
 VQ-GAN turns each f x f pixel patch into one token, so token (i, j) *covers* the pixels
@@ -48,11 +48,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nuwa_lab.model import Condition
+from nuwa_lab.model import Condition, Nuwa
 from nuwa_lab.model.sample import sample
 from nuwa_lab.tasks.spec import TaskSpec, get_task
-from nuwa_lab.world import collate
+from nuwa_lab.tokenizer import VQGANSeg, VQModel
+from nuwa_lab.world import TextTokenizer, collate
 from nuwa_lab.world.render import BACKGROUND
+
+
+@dataclass(frozen=True)
+class Tokenizers:
+    """The tokenizers a task reads: the visual codes the model predicts, captions, sketches."""
+
+    visual: VQModel  # VQ-GAN (or VQ-VAE): pixels <-> the model's codes
+    text: TextTokenizer | None = None  # caption tasks (T2I, T2V, TI2I, TV2V)
+    sketch: VQGANSeg | None = None  # sketch tasks (S2I, S2V)
+
 
 SAMPLING_KEYS = (
     "temperature",
@@ -122,12 +133,12 @@ def tokens_inside(region: Tensor, downsample: int) -> Tensor:
     return inside[:, 0] > 0.5
 
 
-def mask_code(model: Any) -> int:
+def mask_code(model: Nuwa) -> int:
     """The code of a hidden token in the I2I context variant's encoder input (= K)."""
     return int(model.codebook_size)
 
 
-def has_visible_context(model: Any) -> bool:
+def has_visible_context(model: Nuwa) -> bool:
     """Whether `model`'s encoder reads image codes plus the mask code (the I2I context variant)."""
     table = model.condition_embedding.sketch.num_embeddings
     return table == model.codebook_size + 1
@@ -195,12 +206,10 @@ def _check(spec: TaskSpec, key: str, value: Any, b: int) -> Any:
 
 def task_tensors(
     name: str | TaskSpec,
-    model: Any,
+    model: Nuwa,
     inputs: Any,
     *,
-    tokenizer: Any,
-    text_tokenizer: Any = None,
-    seg_tokenizer: Any = None,
+    tokenizers: Tokenizers,
     context: bool = False,
     with_target: bool = False,
     grid: tuple[int, ...] | None = None,
@@ -219,6 +228,7 @@ def task_tensors(
         )
     device = next(model.parameters()).device
     b = _batch_of(inputs, spec)
+    tokenizer = tokenizers.visual
     f = tokenizer.downsample
     grid = tuple(grid) if grid is not None else _default_grid(spec, model, inputs, f)
     fixed = torch.zeros((b, *grid), dtype=torch.bool)
@@ -242,9 +252,7 @@ def task_tensors(
     if tuple(fixed.shape[1:]) != grid:
         raise ValueError(f"the inputs give a token grid {tuple(fixed.shape[1:])}, not {grid}")
     given = torch.where(fixed, given, 0)
-    condition = _condition(
-        spec, inputs, b, text_tokenizer, seg_tokenizer, context, given, fixed, model
-    )
+    condition = _condition(spec, inputs, b, tokenizers, context, given, fixed, model)
     target = None
     if with_target:
         target = torch.where(fixed, given, _encode(tokenizer, inputs[spec.target]))
@@ -257,7 +265,7 @@ def task_tensors(
     )
 
 
-def _default_grid(spec: TaskSpec, model: Any, inputs: dict, f: int) -> tuple[int, ...]:
+def _default_grid(spec: TaskSpec, model: Nuwa, inputs: dict, f: int) -> tuple[int, ...]:
     for key in ("pixels", "sketch"):
         if key in inputs:
             h, w = inputs[key].shape[-2:]
@@ -273,21 +281,25 @@ def _background(pixels: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def _encode(tokenizer: Any, pixels: Tensor) -> Tensor:
+def _encode(tokenizer: VQModel | VQGANSeg, pixels: Tensor) -> Tensor:
     device = next(tokenizer.parameters()).device
     return tokenizer.encode(pixels.to(device)).cpu()
 
 
-def _condition(spec, inputs, b, text_tokenizer, seg_tokenizer, context, given, fixed, model):
+def _condition(spec, inputs, b, tokenizers: Tokenizers, context, given, fixed, model):
     if spec.condition in ("text", "new_caption"):
-        if text_tokenizer is None:
-            raise ValueError(f"task {spec.name!r} reads a caption: pass text_tokenizer=")
+        if tokenizers.text is None:
+            raise ValueError(
+                f"task {spec.name!r} reads a caption: pass Tokenizers(..., text=TextTokenizer)"
+            )
         key = "caption" if spec.condition == "text" else "new_caption"
-        return Condition.text(text_tokenizer.encode_batch(inputs[key]))
+        return Condition.text(tokenizers.text.encode_batch(inputs[key]))
     if spec.condition == "sketch":
-        if seg_tokenizer is None:
-            raise ValueError(f"task {spec.name!r} reads a sketch: pass seg_tokenizer= (VQGANSeg)")
-        codes = _encode(seg_tokenizer, inputs["sketch"])
+        if tokenizers.sketch is None:
+            raise ValueError(
+                f"task {spec.name!r} reads a sketch: pass Tokenizers(..., sketch=VQGANSeg)"
+            )
+        codes = _encode(tokenizers.sketch, inputs["sketch"])
         return Condition.video_sketch(codes) if spec.video else Condition.image_sketch(codes)
     if context:
         return Condition.image_sketch(torch.where(fixed, given, mask_code(model)))
@@ -296,12 +308,10 @@ def _condition(spec, inputs, b, text_tokenizer, seg_tokenizer, context, given, f
 
 def run_task(
     name: str | TaskSpec,
-    model: Any,
+    model: Nuwa,
     inputs: Any,
     *,
-    tokenizer: Any,
-    text_tokenizer: Any = None,
-    seg_tokenizer: Any = None,
+    tokenizers: Tokenizers,
     context: bool = False,
     grid: tuple[int, ...] | None = None,
     **sampling: Any,
@@ -309,8 +319,9 @@ def run_task(
     """Run task `name` on a batch of raw `inputs` with `model`; see the module docstring.
 
     inputs: a dict of batched inputs (`collate` of `TaskDataset` items) or a list of items.
-    tokenizer: the VQ-GAN of the model's codes; text_tokenizer for caption tasks; seg_tokenizer
-        (VQ-GAN-Seg) for sketch tasks. context: the I2I variant whose encoder sees the visible part.
+    tokenizers: the VQ-GAN of the model's codes, and the caption tokenizer / VQ-GAN-Seg for the
+        caption / sketch tasks (`TaskKit.tokenizers`). context: the I2I variant whose encoder sees
+        the visible part.
     sampling: keyword arguments of `nuwa_lab.model.sample.sample` (temperature, top_k, top_p,
     generator,     use_cache, candidates, score_fn, batch_size, progress).
     """
@@ -322,12 +333,11 @@ def run_task(
         spec,
         model,
         inputs,
-        tokenizer=tokenizer,
-        text_tokenizer=text_tokenizer,
-        seg_tokenizer=seg_tokenizer,
+        tokenizers=tokenizers,
         context=context,
         grid=grid,
     )
+    tokenizer = tokenizers.visual
     tokens = sample(model, t.condition, t.grid, t.fixed, t.given_tokens, **sampling)
     with torch.no_grad():
         pixels = tokenizer.decode(tokens.to(next(tokenizer.parameters()).device)).cpu()

@@ -37,6 +37,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nuwa_lab.config import TaskConfig
+
 CONDITIONS = ("text", "sketch", "none", "new_caption")
 FIXED = ("none", "visible", "outside_edit", "first_frames")
 TRAINING = ("pretrained", "finetuned", "zero_shot")
@@ -133,7 +135,7 @@ def get_task(name: str) -> TaskSpec:
     return TASK_SPECS[name]
 
 
-def given_frames(task: str | TaskSpec, tasks_cfg) -> int:
+def given_frames(task: str | TaskSpec, tasks_cfg: TaskConfig) -> int:
     """Leading frames given as fixed tokens: `tasks.given_frames` for V2V (two by default: one
     frame shows no motion), `tasks.edit_given_frames` for TV2V (the new caption steers the rest)."""
     spec = get_task(task)

@@ -23,7 +23,9 @@ from typing import Any
 
 import torch
 
+from nuwa_lab.config import Config
 from nuwa_lab.metrics import (
+    ImageProbe,
     attribute_accuracy,
     codebook_usage,
     lab_fid,
@@ -35,14 +37,14 @@ from nuwa_lab.metrics import (
 )
 from nuwa_lab.tokenizer.seg import VQGANSeg
 from nuwa_lab.tokenizer.vqgan import VQGAN, VQModel
-from nuwa_lab.world import ShapesWorld
+from nuwa_lab.world import Batch, ShapesWorld
 
 
 def _device(model: VQModel) -> torch.device:
     return model.quantizer.codebook.device
 
 
-def eval_batch(world: Any, split: str, n: int, *, kind: str = "image") -> Any:
+def eval_batch(world: ShapesWorld, split: str, n: int, *, kind: str = "image") -> Batch:
     """The first `n` samples of a split (deterministic): a `Batch` of images or videos."""
     seeds = world.seeds(split)
     if n > len(seeds):
@@ -64,7 +66,7 @@ def reconstruction_metrics(
     model: VQGAN,
     pixels: torch.Tensor,
     *,
-    probe: Any = None,
+    probe: ImageProbe | None = None,
     objects: list | None = None,
     lpips: bool = True,
 ) -> tuple[dict[str, float], torch.Tensor]:
@@ -116,7 +118,7 @@ def segmentation_metrics(model: VQGANSeg, sketch: torch.Tensor) -> tuple[dict[st
     return out, pred.cpu()
 
 
-def quick_metrics(kind: str, model: VQModel, cfg: Any) -> dict[str, float]:
+def quick_metrics(kind: str, model: VQModel, cfg: Config) -> dict[str, float]:
     """The validation scores stored with a trained artifact (no probe, no LPIPS: cheap)."""
 
     batch = eval_batch(ShapesWorld(cfg.world), "val", cfg.tokenizer.eval_samples)
@@ -127,7 +129,7 @@ def quick_metrics(kind: str, model: VQModel, cfg: Any) -> dict[str, float]:
     return {f"val_{k}": v for k, v in scores.items()}
 
 
-def compression_configs(cfg: Any, *, min_size: int = 12) -> dict[str, Any]:
+def compression_configs(cfg: Config, *, min_size: int = 12) -> dict[str, Config]:
     """The compression ablation's configs: the given one, twice its factor at the same image size
     (4x fewer tokens), and the same token count at another compression factor.
 
@@ -142,7 +144,7 @@ def compression_configs(cfg: Any, *, min_size: int = 12) -> dict[str, Any]:
     if f < 2:
         raise ValueError(f"downsample={f}: the compression ablation needs a factor of at least 2")
 
-    def variant(factor: int, image_size: int) -> Any:
+    def variant(factor: int, image_size: int) -> Config:
         return replace(
             cfg,
             tokenizer=replace(cfg.tokenizer, downsample=factor),
@@ -157,7 +159,7 @@ def compression_configs(cfg: Any, *, min_size: int = 12) -> dict[str, Any]:
     }
 
 
-def describe(cfg: Any) -> str:
+def describe(cfg: Config) -> str:
     """'f=4, 32 px -> 8x8 tokens' for a config."""
     f, size = cfg.tokenizer.downsample, cfg.world.image_size
     return f"f={f}, {size} px -> {size // f}x{size // f} tokens"

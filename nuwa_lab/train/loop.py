@@ -213,7 +213,7 @@ def _autocast(device: torch.device, enabled: bool):
     return contextlib.nullcontext()
 
 
-def _losses(trainable, optimizers, cfg, batch, step, device):
+def _losses(trainable, optimizers, cfg: TrainConfig, batch, step, device):
     with _autocast(device, cfg.amp):
         return check_losses(trainable.losses(batch, step), optimizers)
 
@@ -246,7 +246,9 @@ def _reduce_losses(losses, names, step, info, device) -> dict[str, float]:
     return means
 
 
-def _train_step(trainable, modules, optimizers, cfg, step, seed, info, device) -> dict[str, float]:
+def _train_step(
+    trainable, modules, optimizers, cfg: TrainConfig, step, seed, info, device
+) -> dict[str, float]:
     row: dict[str, float] = {"step": step}
     for name, opt in optimizers.items():
         for group in opt.param_groups:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from nuwa_lab.config import WorldConfig
 from nuwa_lab.world.render import PALETTE
 
 SIZE_WORDS = {"small": ("small", "little", "tiny"), "large": ("large", "big")}
@@ -113,7 +114,7 @@ def describe(objects: list[Any], kind: str, rng: np.random.Generator) -> str:
     return JOIN.join(clause(obj, kind, rng) for obj in objects)
 
 
-def vocabulary(world_cfg: Any) -> list[str]:
+def vocabulary(world_cfg: WorldConfig) -> list[str]:
     """Every word a caption of this world can contain, sorted (the tokenizer's vocabulary)."""
     vocab: set[str] = set(words(JOIN)) | {"a", "an", "there", "is", "moves", "moving", ","}
     for template in IMAGE_TEMPLATES + VIDEO_TEMPLATES:
@@ -133,7 +134,7 @@ def vocabulary(world_cfg: Any) -> list[str]:
     return sorted(vocab)
 
 
-def max_caption_tokens(world_cfg: Any) -> int:
+def max_caption_tokens(world_cfg: WorldConfig) -> int:
     """The longest caption of this world in word tokens (without <bos> / <eos>)."""
 
     def longest(options) -> int:

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from nuwa_lab.config import WorldConfig
 from nuwa_lab.world.world import Sample, ShapesWorld
 
 TASKS = ("t2i", "s2i", "i2i", "ti2i", "t2v", "s2v", "v2v", "tv2v")
@@ -163,7 +164,7 @@ class FolderDataset(Dataset):
     def __init__(
         self,
         path: str | Path,
-        world_cfg: Any,
+        world_cfg: WorldConfig,
         *,
         on_error: str = "raise",
         captions_file: str = "captions.jsonl",

@@ -17,10 +17,10 @@ to `<unk>` and are counted in `unknown_count` (a sign that real captions need a 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 
+from nuwa_lab.config import TextConfig, WorldConfig
 from nuwa_lab.world.captions import max_caption_tokens, vocabulary, words
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>", "<none>")
@@ -45,7 +45,7 @@ class TextTokenizer:
 
     @classmethod
     def from_config(
-        cls, world_cfg: Any, text_cfg: Any, *, extra_words: Sequence[str] = ()
+        cls, world_cfg: WorldConfig, text_cfg: TextConfig, *, extra_words: Sequence[str] = ()
     ) -> TextTokenizer:
         """The tokenizer of a world's grammar (plus `extra_words`, e.g. from real captions).
 

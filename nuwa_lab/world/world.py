@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nuwa_lab.config import WorldConfig
 from nuwa_lab.world.captions import describe
 from nuwa_lab.world.manipulation import manipulation_pair
 from nuwa_lab.world.motion import DIRECTION_VECTORS, away_from_wall, bounce_batch
@@ -56,7 +57,7 @@ from nuwa_lab.world.sample import REGIONS, SPLITS, Batch, ObjectAttributes, Samp
 REGION_MARGIN = 0.1  # centre kept this fraction of a region's side away from its borders
 
 
-def attribute_classes(world_cfg: Any) -> dict[str, tuple[str, ...]]:
+def attribute_classes(world_cfg: WorldConfig) -> dict[str, tuple[str, ...]]:
     """Class names of each attribute, in the order `attribute_index` numbers them."""
     return {
         "shape": tuple(world_cfg.shapes),
@@ -67,7 +68,7 @@ def attribute_classes(world_cfg: Any) -> dict[str, tuple[str, ...]]:
     }
 
 
-def attribute_index(world_cfg: Any, obj: ObjectAttributes) -> dict[str, int]:
+def attribute_index(world_cfg: WorldConfig, obj: ObjectAttributes) -> dict[str, int]:
     """Class indices of an object's attributes (the probe's targets); direction only when set."""
     classes = attribute_classes(world_cfg)
     out = {}
@@ -93,7 +94,7 @@ class ShapesWorld:
     $p_t = \mathrm{reflect}(p_0 + v t)$.
     """
 
-    def __init__(self, cfg: Any, *, device: torch.device | str = "cpu"):
+    def __init__(self, cfg: WorldConfig, *, device: torch.device | str = "cpu"):
         self.cfg = cfg
         self.device = torch.device(device)
         self._check_config()

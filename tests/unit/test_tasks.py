@@ -14,6 +14,7 @@ from nuwa_lab.tasks import (
     PSNR_CAP_DB,
     TASK_SPECS,
     TaskKit,
+    Tokenizers,
     completion_metrics,
     evaluate_task,
     get_task,
@@ -239,9 +240,7 @@ def test_run_task_returns_pixels_and_keeps_every_fixed_token(name, kit, model) -
         name,
         model,
         inputs,
-        tokenizer=kit.tokenizer,
-        text_tokenizer=kit.text_tokenizer,
-        seg_tokenizer=kit.seg_tokenizer,
+        tokenizers=kit.tokenizers,
         generator=0,
     )
     spec = get_task(name)
@@ -266,9 +265,9 @@ def test_run_task_returns_pixels_and_keeps_every_fixed_token(name, kit, model) -
 
 def test_i2i_given_tokens_do_not_depend_on_the_hidden_pixels(kit, model) -> None:
     inputs = task_items("i2i", kit, "test", 2)
-    a = task_tensors("i2i", model, inputs, tokenizer=kit.tokenizer)
+    a = task_tensors("i2i", model, inputs, tokenizers=Tokenizers(kit.tokenizer))
     changed = dict(inputs, pixels=torch.where(inputs["visible"][:, None], inputs["pixels"], 0.9))
-    b = task_tensors("i2i", model, changed, tokenizer=kit.tokenizer)
+    b = task_tensors("i2i", model, changed, tokenizers=Tokenizers(kit.tokenizer))
     assert torch.equal(a.given_tokens, b.given_tokens) and a.fixed.any()
 
 
@@ -276,15 +275,13 @@ def test_v2v_given_tokens_do_not_depend_on_later_frames(kit, model) -> None:
     inputs = task_items("v2v", kit, "test", 2)
     later = inputs["pixels"].clone()
     later[:, 1:] = 1.0 - later[:, 1:]
-    a = task_tensors("v2v", model, inputs, tokenizer=kit.tokenizer)
-    b = task_tensors("v2v", model, dict(inputs, pixels=later), tokenizer=kit.tokenizer)
+    a = task_tensors("v2v", model, inputs, tokenizers=Tokenizers(kit.tokenizer))
+    b = task_tensors("v2v", model, dict(inputs, pixels=later), tokenizers=Tokenizers(kit.tokenizer))
     assert torch.equal(a.given_tokens, b.given_tokens)
 
 
 def test_inputs_of_the_wrong_kind_name_what_is_expected(kit, model) -> None:
-    args = dict(
-        tokenizer=kit.tokenizer, text_tokenizer=kit.text_tokenizer, seg_tokenizer=kit.seg_tokenizer
-    )
+    args = dict(tokenizers=kit.tokenizers)
     video_sketch = task_items("s2v", kit, "test", 1)
     with pytest.raises(ValueError, match=r"sketch: int64 class map \(b, H, W\).*use s2v"):
         run_task("s2i", model, video_sketch, **args)
@@ -294,8 +291,10 @@ def test_inputs_of_the_wrong_kind_name_what_is_expected(kit, model) -> None:
         run_task("t2i", model, {"caption": "a red circle"}, **args)
     with pytest.raises(ValueError, match="unknown task"):
         run_task("i2v", model, {}, **args)
-    with pytest.raises(ValueError, match="seg_tokenizer"):
-        run_task("s2i", model, task_items("s2i", kit, "test", 1), tokenizer=kit.tokenizer)
+    with pytest.raises(ValueError, match="reads a sketch: pass Tokenizers"):
+        run_task(
+            "s2i", model, task_items("s2i", kit, "test", 1), tokenizers=Tokenizers(kit.tokenizer)
+        )
     with pytest.raises(ValueError, match="context=True needs a model"):
         run_task("i2i", model, task_items("i2i", kit, "test", 1), context=True, **args)
     with pytest.raises(TypeError, match="unknown sampling options"):
@@ -307,12 +306,21 @@ def test_the_context_variant_shows_the_encoder_visible_codes_and_masks_the_rest(
 
     context_model = build_finetune_model(kit.cfg, "i2i", context=True)
     inputs = task_items("i2i", kit, "test", 2)
-    t = task_tensors("i2i", context_model, inputs, tokenizer=kit.tokenizer, context=True)
+    t = task_tensors(
+        "i2i", context_model, inputs, tokenizers=Tokenizers(kit.tokenizer), context=True
+    )
     codes = t.condition.tokens[:, 0]  # (b, h, w)
     assert t.condition.kind == "image_sketch"
     assert torch.equal(codes[t.fixed], t.given_tokens[t.fixed])
     assert (codes[~t.fixed] == context_model.codebook_size).all()
-    out = run_task("i2i", context_model, inputs, tokenizer=kit.tokenizer, context=True, generator=0)
+    out = run_task(
+        "i2i",
+        context_model,
+        inputs,
+        tokenizers=Tokenizers(kit.tokenizer),
+        context=True,
+        generator=0,
+    )
     assert torch.equal(out.tokens[out.fixed], out.given_tokens[out.fixed])
 
 
@@ -587,7 +595,7 @@ def test_reranking_keeps_the_candidate_the_probe_reads_best(kit, model) -> None:
     asked = [parse_caption(c) for c in inputs["caption"]]
     probe = build("probe", kit.cfg).eval()
     score = probe_score_fn(probe, kit.tokenizer, asked, candidates=3)
-    args = dict(tokenizer=kit.tokenizer, text_tokenizer=kit.text_tokenizer)
+    args = dict(tokenizers=Tokenizers(kit.tokenizer, kit.text_tokenizer))
     out = run_task("t2i", model, inputs, generator=0, candidates=3, score_fn=score, **args)
     t = task_tensors("t2i", model, inputs, **args)  # the 3 candidates of each caption, in a row
     drawn = sample(model, t.condition.repeat_interleave(3), t.grid, generator=0)

@@ -51,7 +51,7 @@ from typing import Any
 import torch
 
 from nuwa_lab.attention import PATTERNS
-from nuwa_lab.config import make_config
+from nuwa_lab.config import Config, make_config
 from nuwa_lab.lab.bench.attention import native_stderr_silenced, peak_memory_mb
 from nuwa_lab.model.condition import Condition
 from nuwa_lab.model.counting import forward_flops
@@ -75,7 +75,7 @@ def matmul_rate(n: int = 1024, repeats: int = 5) -> float:
 
 
 def _task_batches(
-    cfg, sizes: dict, g: torch.Generator
+    cfg: Config, sizes: dict, g: torch.Generator
 ) -> dict[str, tuple[Condition, torch.Tensor]]:
 
     t, h, w = sizes["max_grid"]
@@ -89,7 +89,7 @@ def _task_batches(
     return out
 
 
-def _mixture_step(cfg):
+def _mixture_step(cfg: Config):
     """A fresh model, its AdamW and one batch of the pretraining mixture.
 
     Returns (step, model FLOPs per step): `step()` runs forward, backward and the optimizer once.
@@ -133,7 +133,7 @@ def _median_seconds(fn, *, steps: int, warmup: int) -> float:
     return statistics.median(times)
 
 
-def training_throughput(cfg, *, steps: int = 5, warmup: int = 2) -> dict[str, Any]:
+def training_throughput(cfg: Config, *, steps: int = 5, warmup: int = 2) -> dict[str, Any]:
     """Median seconds per training step of the pretraining mixture, and its model FLOP/s."""
     step, flops = _mixture_step(cfg)
     sec = _median_seconds(step, steps=steps, warmup=warmup)
@@ -166,7 +166,7 @@ def per_token_times(model: Nuwa, condition: Condition, grid) -> list[float]:
     return times
 
 
-def sampling_speed(cfg, *, batch: int = 4) -> dict[str, Any]:
+def sampling_speed(cfg: Config, *, batch: int = 4) -> dict[str, Any]:
     """Cached vs uncached sampling of one video batch, and the per-token time profile (nearby)."""
 
     sizes = model_sizes(cfg)
@@ -285,7 +285,7 @@ def utilisation_bounds(
     }
 
 
-def profile_training_step(cfg, *, steps: int = 5, warmup: int = 2) -> dict[str, Any]:
+def profile_training_step(cfg: Config, *, steps: int = 5, warmup: int = 2) -> dict[str, Any]:
     """Median unprofiled step time, the profiled group times per step and the matmul FLOPs."""
     from torch.profiler import ProfilerActivity, profile
     from torch.utils.flop_counter import FlopCounterMode
@@ -391,7 +391,7 @@ def run_step_profile(args: argparse.Namespace) -> dict[str, Any]:
 # ---------------------------------------------------------------- the attention ablation's costs
 
 
-def random_s2v(cfg: Any, batch: int, g: torch.Generator) -> tuple[Condition, torch.Tensor]:
+def random_s2v(cfg: Config, batch: int, g: torch.Generator) -> tuple[Condition, torch.Tensor]:
     sizes = model_sizes(cfg, text_vocab=8)
     grid = sizes["max_grid"]
     sketch = torch.randint(0, sizes["sketch_codebook_size"], (batch, *grid), generator=g)
@@ -421,7 +421,7 @@ def step_cost(model: Nuwa, condition: Condition, target: torch.Tensor, *, repeat
 
 
 def pattern_costs(
-    cfg: Any, patterns=PATTERNS, *, batch: int | None = None, repeats: int = 3
+    cfg: Config, patterns=PATTERNS, *, batch: int | None = None, repeats: int = 3
 ) -> list[dict[str, Any]]:
     """Per pattern: decoder keys per query (causal mean), model GFLOP per training step, and the
     measured time and peak tensor memory of one S2V training step of an untrained model."""

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from nuwa_lab.config import make_config
+from nuwa_lab.config import Config, make_config
 from nuwa_lab.lab.bench.model import matmul_rate
 from nuwa_lab.recipes.tokenizers import TokenizerTrainable, build, train_config
 from nuwa_lab.tokenizer import VQGAN
@@ -31,7 +31,7 @@ from nuwa_lab.train.loop import train
 from nuwa_lab.world import ShapesWorld
 
 
-def _train_rate(kind: str, cfg: Any, steps: int) -> float:
+def _train_rate(kind: str, cfg: Config, steps: int) -> float:
     """Images per second of `steps` training steps (after one warm-up call of 2 steps)."""
 
     tok = replace(cfg.tokenizer, disc_start=0)  # the full VQ-GAN objective from step 0
@@ -51,7 +51,7 @@ def _train_rate(kind: str, cfg: Any, steps: int) -> float:
     return steps * tok.batch_size / seconds
 
 
-def _coding_rates(cfg: Any, repeats: int = 3) -> tuple[float, float]:
+def _coding_rates(cfg: Config, repeats: int = 3) -> tuple[float, float]:
     """(encode, decode) images per second of one batch, best of `repeats`."""
 
     model = VQGAN(cfg.tokenizer).eval()
@@ -69,7 +69,7 @@ def _coding_rates(cfg: Any, repeats: int = 3) -> tuple[float, float]:
     return len(pixels) / best_e, len(pixels) / best_d
 
 
-def _step_flops(cfg: Any) -> float:
+def _step_flops(cfg: Config) -> float:
     """FLOPs of one VQ-VAE training step's network (forward + backward), batch included."""
     from torch.utils.flop_counter import FlopCounterMode
 
