@@ -7,11 +7,12 @@
 Modules: world.py (scenes, splits), sample.py (the types: Sample, Batch, ObjectAttributes),
 render.py (the vectorised rasteriser), captions.py
 (the grammar), manipulation.py (TI2I / TV2V pairs), text.py (the word tokenizer), datasets.py (the
-eight tasks, real-data folders).
+eight tasks), folders.py (real-data folders).
 """
 
 from nuwa_lab.world.captions import parse_caption, vocabulary
-from nuwa_lab.world.datasets import TASKS, FolderDataset, TaskDataset, collate
+from nuwa_lab.world.datasets import TASKS, TaskDataset, collate
+from nuwa_lab.world.folders import FolderDataset
 from nuwa_lab.world.manipulation import ManipulationPair
 from nuwa_lab.world.text import SPECIALS, TextTokenizer
 from nuwa_lab.world.world import (

@@ -1,4 +1,4 @@
-"""Data sets: the raw inputs of NÜWA's eight tasks (§4), and real data from a folder.
+"""Data sets: the raw inputs of NÜWA's eight tasks (§4).
 
 `TaskDataset(task, world, split, size)` yields one dict per seed of the split with what the task
 needs (tokenizing is the model's business, not the data set's). Every item also has "task", "seed"
@@ -18,25 +18,20 @@ and "objects" (the ground truth of the target, a list of ObjectAttributes); batc
 For i2i the hidden part always covers some object pixels, so completion has something to do, and
 leaves some visible when a half or quadrant can (so the visible part constrains the completion).
 
-`FolderDataset(path, cfg.world)` reads real images / videos with a captions.jsonl file (one
-`{"file": ..., "caption": ...}` per line) into the same `Sample` type (no sketch, no objects).
+Real images / videos with captions are read by `FolderDataset` (folders.py).
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from nuwa_lab.config import WorldConfig
-from nuwa_lab.world.world import Sample, ShapesWorld
+from nuwa_lab.world.world import ShapesWorld
 
 TASKS = ("t2i", "s2i", "i2i", "ti2i", "t2v", "s2v", "v2v", "tv2v")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 def hidden_regions(size: int) -> list[torch.Tensor]:
@@ -148,123 +143,3 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         values = [item[key] for item in items]
         out[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
     return out
-
-
-class FolderDataset(Dataset):
-    """Real images / videos with captions, as `Sample`s resized to world.image_size.
-
-    Layout: `path/captions.jsonl` with one `{"file": "cat.png", "caption": "a cat"}` per line; a
-    file is an image (png, jpg, bmp, webp), a GIF (a video when it has several frames) or a folder
-    of frame images (sorted by name: a video). Images are centre-cropped to a square and resized;
-    a video keeps its first world.frames frames (fewer is an error).
-    A missing or unreadable file raises an error naming it, or with `on_error="skip"` is left
-    out and counted in `.skipped` (reasons in `.errors`). Everything is loaded at construction.
-    """
-
-    def __init__(
-        self,
-        path: str | Path,
-        world_cfg: WorldConfig,
-        *,
-        on_error: str = "raise",
-        captions_file: str = "captions.jsonl",
-    ):
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-        self.root = Path(path)
-        self.cfg = world_cfg
-        self.on_error = on_error
-        self.skipped = 0
-        self.errors: list[tuple[str, str]] = []
-        self.samples: list[Sample] = []
-        index = self.root / captions_file
-        if not index.is_file():
-            raise FileNotFoundError(
-                f"{index} not found; a data folder needs a {captions_file} with one "
-                f'{{"file": ..., "caption": ...}} per line'
-            )
-        for number, line in enumerate(index.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-                file, caption = entry["file"], entry["caption"]
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise ValueError(
-                    f"{index}:{number}: expected a JSON object with 'file' and 'caption' ({exc})"
-                ) from exc
-            try:
-                self.samples.append(self._load(self.root / file, str(caption)))
-            except (OSError, ValueError) as exc:
-                if on_error == "raise":
-                    raise type(exc)(
-                        f"{self.root / file}: {exc}; fix or remove the file, or pass "
-                        f"on_error='skip'"
-                    ) from exc
-                self.skipped += 1
-                self.errors.append((str(file), str(exc)))
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> Sample:
-        s = self.samples[index]
-        return Sample(s.kind, s.pixels.float() / 255, None, s.caption, [], None)
-
-    def _load(self, file: Path, caption: str) -> Sample:
-        if not file.exists():
-            raise FileNotFoundError("file not found")
-        if file.is_dir():
-            frames = sorted(p for p in file.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not frames:
-                raise ValueError("frame folder holds no images")
-            return self._video(
-                [self._open(p) for p in frames[: self.cfg.frames]], len(frames), caption
-            )
-        if file.suffix.lower() == ".gif":
-            frames = self._gif_frames(file)
-            if len(frames) > 1:
-                return self._video(frames[: self.cfg.frames], len(frames), caption)
-            return Sample("image", self._tensor(frames[0]), None, caption, [], None)
-        if file.suffix.lower() not in IMAGE_SUFFIXES:
-            raise ValueError(f"unsupported file type {file.suffix!r}; use png/jpg/bmp/webp/gif")
-        return Sample("image", self._tensor(self._open(file)), None, caption, [], None)
-
-    def _video(self, frames: list, available: int, caption: str) -> Sample:
-        if available < self.cfg.frames:
-            raise ValueError(f"video has {available} frames but world.frames={self.cfg.frames}")
-        pixels = torch.stack([self._tensor(f) for f in frames])  # (t, 3, h, w) uint8
-        return Sample("video", pixels, None, caption, [], None)
-
-    @staticmethod
-    def _open(file: Path):
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(file) as image:
-                return image.convert("RGB")
-        except (UnidentifiedImageError, OSError) as exc:
-            raise ValueError(f"unreadable image ({exc.__class__.__name__})") from exc
-
-    @staticmethod
-    def _gif_frames(file: Path) -> list:
-        from PIL import Image, ImageSequence, UnidentifiedImageError
-
-        try:
-            with Image.open(file) as image:
-                return [f.convert("RGB") for f in ImageSequence.Iterator(image)]
-        except (UnidentifiedImageError, OSError) as exc:
-            raise ValueError(f"unreadable GIF ({exc.__class__.__name__})") from exc
-
-    def _tensor(self, image) -> torch.Tensor:
-        """Centre-crop to a square, resize to image_size: uint8 (3, h, w)."""
-        from PIL import Image
-
-        w, h = image.size
-        side = min(w, h)
-        left, top = (w - side) // 2, (h - side) // 2
-        image = image.crop((left, top, left + side, top + side))
-        size = self.cfg.image_size
-        image = image.resize((size, size), Image.Resampling.BICUBIC)
-        array = np.asarray(image, dtype=np.uint8).copy()  # (h, w, 3)
-        return torch.from_numpy(array).permute(2, 0, 1).contiguous()

@@ -11,7 +11,8 @@ becomes `<bos> w_1 ... w_n <eos> <pad> ...` of fixed length L = cfg.text.max_len
 | "none" condition | `none()` | `<bos> <none> <eos>`: the constant input of unconditional tasks |
 
 Specials: `<pad>`=0, `<bos>`=1, `<eos>`=2, `<unk>`=3, `<none>`=4. Words outside the vocabulary map
-to `<unk>` and are counted in `unknown_count` (a sign that real captions need a bigger vocabulary).
+to `<unk>` and are counted in `unknown_count` (a sign that real captions need a bigger vocabulary:
+`from_config(..., extra_words=...)`). Errors quote a caption through `shorten`, never in full.
 """
 
 from __future__ import annotations
@@ -25,6 +26,16 @@ from nuwa_lab.world.captions import max_caption_tokens, vocabulary, words
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>", "<none>")
 PAD, BOS, EOS, UNK, NONE = range(len(SPECIALS))
+ECHO_LIMIT = 80  # characters of a caption (or file name) an error message may quote
+
+
+def shorten(text: str, limit: int = ECHO_LIMIT, *, quote: bool = True) -> str:
+    """`text` for an error message: quoted (repr) and, when longer than `limit`, cut there with its
+    length noted, so a 10,000-word caption gives a one-line message."""
+    shown = repr(text) if quote else text
+    if len(shown) <= limit:
+        return shown
+    return f"{shown[:limit]}... ({len(text):,} characters)"
 
 
 class TextTokenizer:
@@ -67,14 +78,17 @@ class TextTokenizer:
 
     def encode(self, caption: str, truncate: bool = False) -> torch.Tensor:
         """LongTensor (max_length,); a caption too long raises unless `truncate=True`."""
+        if not isinstance(caption, str):
+            shown = shorten(repr(caption), quote=False)
+            raise TypeError(f"a caption must be a string, got {shown} ({type(caption).__name__})")
         tokens = words(caption)
         room = self.max_length - 2
         if len(tokens) > room:
             if not truncate:
                 raise ValueError(
-                    f"caption has {len(tokens)} words but max_length={self.max_length} holds "
-                    f"{room} (plus <bos>, <eos>): {caption!r}; pass truncate=True or raise "
-                    f"text.max_length"
+                    f"caption has {len(tokens):,} words ({len(caption):,} characters) but "
+                    f"max_length={self.max_length} holds {room} (plus <bos>, <eos>): "
+                    f"{shorten(caption)}; pass truncate=True or raise text.max_length"
                 )
             tokens = tokens[:room]
         ids = [BOS]

@@ -127,7 +127,8 @@ def data_folder(tmp_path: Path) -> Path:
 
 def test_folder_of_images_frames_and_gifs_loads_as_samples(data_folder):
     cfg = make_config("smoke").world  # 16 px, 2 frames
-    data = FolderDataset(data_folder, cfg)
+    with pytest.warns(UserWarning, match=r"'getting' \(2\)"):  # words outside the grammar
+        data = FolderDataset(data_folder, cfg)
     assert len(data) == 3 and data.skipped == 0
     image, clip, gif = data[0], data[1], data[2]
     assert image.kind == "image" and image.pixels.shape == (3, 16, 16)
@@ -159,9 +160,10 @@ def test_skip_counts_missing_and_corrupt_files(tmp_path):
             {"file": "broken.png", "caption": "corrupt"},
         ],
     )
-    data = FolderDataset(folder, make_config("smoke").world, on_error="skip")
+    with pytest.warns(UserWarning, match="skipped 2 of 3 entries: 1 missing file, 1 unreadable"):
+        data = FolderDataset(folder, make_config("smoke").world, on_error="skip")
     assert len(data) == 1 and data.skipped == 2
-    assert [e[0] for e in data.errors] == ["gone.png", "broken.png"]
+    assert [e.file for e in data.errors] == ["gone.png", "broken.png"]
 
 
 def test_corrupt_file_raises_naming_it(tmp_path):

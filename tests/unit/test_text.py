@@ -85,3 +85,21 @@ def test_extra_words_extend_the_vocabulary(cfg):
     base = TextTokenizer.from_config(cfg.world, cfg.text)
     assert tok.vocab_size == base.vocab_size + 1
     assert tok.decode(tok.encode("a red cat")) == "a red cat" and tok.unknown_count == 0
+
+
+def test_world_caption_ids_stay_fixed(tok):
+    """Trained models and cached token sets depend on these ids: the vocabulary order is frozen."""
+    ids = tok.encode("a large red circle in the top left, moving up")
+    assert ids.tolist() == [1, 6, 24, 34, 15, 22, 40, 44, 25, 5, 32, 46, 2] + [0] * 5
+
+
+def test_a_10000_word_caption_is_reported_by_its_length_not_echoed(tok):
+    with pytest.raises(ValueError, match=r"10,000 words \(69,999 characters\)") as caught:
+        tok.encode(" ".join(["circle"] * 10_000))
+    assert len(str(caught.value)) < 300
+
+
+@pytest.mark.parametrize("caption", [None, ["a", "red", "circle"]])
+def test_a_caption_that_is_not_a_string_is_refused(tok, caption):
+    with pytest.raises(TypeError, match="a caption must be a string"):
+        tok.encode(caption)
