@@ -24,11 +24,13 @@ kind is registered by the module that owns it:
   same name).
 
 Files: `model.pt` (the weights) then `meta.json` (kind, hash, version, config sections, training
-time, metrics) are written atomically with `nuwa_lab.train.files`; `meta.json` last, so its
-presence marks
-a finished artifact. A truncated or corrupt file raises `ArtifactError` naming the file and the fix
-(delete the folder, or pass `retrain=True`). A file lock serialises two processes asking for the
-same artifact.
+time, metrics) are written atomically with `nuwa_lab.train.files`, each followed by its content
+hash (`model.pt.sha256`, `meta.json.sha256`); `meta.json` last, so its presence marks a finished
+artifact. Loading checks both against their hashes before reading them: a damaged, truncated or
+unverifiable file (one without a hash, as older nuwa_lab wrote) raises `ArtifactError` naming the
+file and the fix (delete the folder, or pass `retrain=True`), and so does a damaged training
+checkpoint met while training through `get_or_train` (as a `CheckpointError`, whose fix then names
+`retrain=True`). A file lock serialises two processes asking for the same artifact.
 
 The root is `$NUWA_LAB_ARTIFACTS` when set, else `<repo>/data/artifacts`.
 """
@@ -52,7 +54,16 @@ from pathlib import Path
 from typing import Any
 
 from nuwa_lab.config import Config, as_dict, config_hash, resolve_device
-from nuwa_lab.train.files import atomic_torch_save, atomic_write_json
+from nuwa_lab.train.checkpoint import CheckpointError
+from nuwa_lab.train.files import (
+    IntegrityError,
+    atomic_torch_save,
+    atomic_write_json,
+    hash_path,
+    load_torch_verified,
+    read_json_verified,
+)
+from nuwa_lab.train.loop import NonFiniteLossError
 
 MODEL_FILE = "model.pt"
 META_FILE = "meta.json"
@@ -207,7 +218,8 @@ def artifact_dir(kind: str, cfg: Config, *, root: str | os.PathLike | None = Non
     return Path(root or default_root()) / f"{kind}-{digest}"
 
 
-def _retrain_hint(kind: str, folder: Path) -> str:
+def retrain_hint(kind: str, folder: Path) -> str:
+    """How to rebuild the artifact `kind` in `folder`: the end of every ArtifactError."""
     return (
         f"delete the folder {folder} or call get_or_train({kind!r}, cfg, retrain=True) "
         "to train it again"
@@ -224,9 +236,11 @@ def load_meta(kind: str, cfg: Config, *, root: str | os.PathLike | None = None) 
             f"call get_or_train({kind!r}, cfg)"
         )
     try:
-        return json.loads(path.read_text())
+        return read_json_verified(path)
+    except IntegrityError as e:
+        raise ArtifactError(f"{e}; {retrain_hint(kind, folder)}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ArtifactError(f"{path} is corrupt ({e}); {_retrain_hint(kind, folder)}") from None
+        raise ArtifactError(f"{path} is corrupt ({e}); {retrain_hint(kind, folder)}") from None
 
 
 @contextlib.contextmanager
@@ -246,17 +260,17 @@ def _lock(folder: Path):
 
 
 def _load(spec: ArtifactKind, cfg: Config, folder: Path, device) -> Any:
-    import torch
-
     meta = load_meta(spec.name, cfg, root=folder.parent)
     path = folder / MODEL_FILE
     if not path.is_file():
         raise ArtifactError(
             f"{path} is missing although {folder / META_FILE} exists; "
-            f"{_retrain_hint(spec.name, folder)}"
+            f"{retrain_hint(spec.name, folder)}"
         )
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=spec.build_fn is not None)
+        payload = load_torch_verified(path, weights_only=spec.build_fn is not None)
+    except IntegrityError as e:
+        raise ArtifactError(f"{e}; {retrain_hint(spec.name, folder)}") from None
     except (
         RuntimeError,
         EOFError,
@@ -270,12 +284,12 @@ def _load(spec: ArtifactKind, cfg: Config, folder: Path, device) -> Any:
         raise ArtifactError(
             f"cannot read {path}: it is truncated, corrupt or from incompatible "
             f"code ({type(e).__name__}: {str(e)[:200]}); "
-            f"{_retrain_hint(spec.name, folder)}"
+            f"{retrain_hint(spec.name, folder)}"
         ) from None
     if not isinstance(payload, dict) or payload.get("hash") != meta.get("hash"):
         raise ArtifactError(
             f"{path} does not belong to {folder / META_FILE} (hash mismatch); "
-            f"{_retrain_hint(spec.name, folder)}"
+            f"{retrain_hint(spec.name, folder)}"
         )
     if spec.build_fn is None:
         module = payload["module"]
@@ -287,9 +301,29 @@ def _load(spec: ArtifactKind, cfg: Config, folder: Path, device) -> Any:
             raise ArtifactError(
                 f"the weights in {path} do not fit the current {spec.name!r} code "
                 f"({str(e)[:300]}); bump its version or "
-                f"{_retrain_hint(spec.name, folder)}"
+                f"{retrain_hint(spec.name, folder)}"
             ) from None
     return module.to(device).eval()
+
+
+def _train(spec: ArtifactKind, cfg: Config, folder: Path, progress: bool) -> Any:
+    """`spec.train_fn` in `<folder>/train`; its errors about that folder's checkpoint say how to
+    go on through get_or_train (which takes `retrain=True`, not train()'s `resume=`)."""
+    try:
+        return spec.train_fn(cfg, workdir=folder / "train", progress=progress)
+    except CheckpointError as e:
+        if e.path.is_relative_to(folder):  # not a checkpoint of another artifact it loads
+            e.fix = f"to start over from step 0, {retrain_hint(spec.name, folder)}"
+        raise
+    except NonFiniteLossError as e:
+        if e.ckpt_path is not None and Path(e.ckpt_path).is_relative_to(folder):
+            e.resume_hint = (
+                f"get_or_train({spec.name!r}, cfg) with the same config resumes from it (and "
+                "will likely stop here again); changing a setting it depends on (e.g. its lr) "
+                "makes another artifact, trained from step 0; to start this one over, "
+                f"{retrain_hint(spec.name, folder)}"
+            )
+        raise
 
 
 def get_or_train(
@@ -313,11 +347,12 @@ def get_or_train(
         if retrain:
             for name in (META_FILE, MODEL_FILE):
                 (folder / name).unlink(missing_ok=True)
+                hash_path(folder / name).unlink(missing_ok=True)
             shutil.rmtree(folder / "train", ignore_errors=True)
         if (folder / META_FILE).is_file():
             return _load(spec, cfg, folder, device)
         start = time.perf_counter()
-        result = spec.train_fn(cfg, workdir=folder / "train", progress=progress)
+        result = _train(spec, cfg, folder, progress)
         module, metrics = result if isinstance(result, tuple) else (result, {})
         seconds = time.perf_counter() - start
         module = module.cpu().eval()
@@ -327,7 +362,7 @@ def get_or_train(
             payload["module"] = module
         else:
             payload["state_dict"] = module.state_dict()
-        atomic_torch_save(folder / MODEL_FILE, payload)
+        atomic_torch_save(folder / MODEL_FILE, payload, sha256=True)
         atomic_write_json(
             folder / META_FILE,
             {
@@ -342,5 +377,6 @@ def get_or_train(
                 "metrics": metrics,
                 "created": time.strftime("%Y-%m-%d %H:%M:%S"),
             },
+            sha256=True,
         )
         return module.to(device).eval()

@@ -21,7 +21,8 @@ $$ \mathcal{L} = -\frac{1}{|\bar F|} \sum_{n \notin F} \log p_\theta(y_n \mid y_
 
 with $C$ and $F$ built by `nuwa_lab.tasks.task_tensors` exactly as at sampling time (so a fine-tuned
 model sees in training what it gets when it runs). Data (`nuwa_lab.recipes.finetune_data`):
-`cfg.tasks.finetune_pool` train-split items, tokenized once (cached in the artifact's work folder);
+`cfg.tasks.finetune_pool` train-split items, tokenized once (cached with its hash in the
+artifact's work folder; a damaged cache is rebuilt, with a warning);
 the batch of step s is drawn from the pool by a generator seeded with (cfg.seed, s), so resume is
 exact. V2V draws videos that turn at a wall `cfg.tasks.v2v_turning_weight` times as often.
 
@@ -40,6 +41,8 @@ embedding table is replaced by one of K + 1 rows, initialised from the decoder's
 from __future__ import annotations
 
 import dataclasses
+import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +61,7 @@ from nuwa_lab.recipes.pretrain import VERSION as PRETRAINED_VERSION
 from nuwa_lab.tasks.evaluate import TaskKit
 from nuwa_lab.tasks.run import has_visible_context
 from nuwa_lab.tasks.spec import TASK_SPECS, get_task
-from nuwa_lab.train.files import atomic_torch_save
+from nuwa_lab.train.files import IntegrityError, atomic_torch_save, load_torch_verified
 from nuwa_lab.train.loop import train
 
 # hand-written part of the version; the code below (the pretrained model's included) is hashed in
@@ -166,6 +169,19 @@ def train_config(cfg: Config, task: str) -> TrainConfig:
     )
 
 
+def _cached_pool(path: Path) -> dict[str, torch.Tensor] | None:
+    """The token pool cached at `path` if it is there and matches its hash, else None (a damaged
+    or unverifiable one is reported with a warning, then built again by the caller)."""
+    if not path.is_file():
+        return None
+    try:
+        return load_torch_verified(path)
+    except (IntegrityError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
+        problem = e if isinstance(e, IntegrityError) else f"{path} is unreadable ({e})"
+        warnings.warn(f"token pool {problem}; rebuilding it", stacklevel=3)
+        return None
+
+
 def finetune(
     task: str,
     cfg: Config,
@@ -200,9 +216,8 @@ def finetune(
     pools = {}
     for split, size in zip(("train", "val"), sizes, strict=True):
         path = Path(workdir) / f"pool_{split}.pt" if workdir is not None else None
-        if path is not None and path.is_file():
-            pools[split] = torch.load(path, weights_only=True)
-        else:
+        pools[split] = _cached_pool(path) if path is not None else None
+        if pools[split] is None:
             pools[split] = task_pool(
                 spec.name,
                 cfg,
@@ -215,7 +230,7 @@ def finetune(
                 root=root,
             )
             if path is not None and not reuse:  # pretraining's token data is cached already
-                atomic_torch_save(path, pools[split])
+                atomic_torch_save(path, pools[split], sha256=True)
     model.to(device)
     before = pool_loss(model, pools["val"])
     train_cfg = train_config(cfg, spec.name)

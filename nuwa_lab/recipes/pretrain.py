@@ -15,7 +15,8 @@ sees, the loss weights every present task alike, as the paper does.
 
 Data: `cfg.pretrain.pool` train images and videos of the Shapes World, tokenized once with the
 tokenizer artifact (`cfg.tokenizer.kind`) and the caption tokenizer, cached under the artifact
-root (`token_data`); the batch of step s draws items from the pool with a generator seeded by
+root with a content hash (`token_data`: a damaged or unverifiable cache is rebuilt, with a
+warning naming it); the batch of step s draws items from the pool with a generator seeded by
 (cfg.seed, s), so resume and data parallelism are exact (`nuwa_lab.train.loop`).
 
 | symbol | code |
@@ -31,8 +32,9 @@ root (`token_data`); the batch of step s draws items from the pool with a genera
 
 from __future__ import annotations
 
-import json
 import math
+import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,10 +46,23 @@ from tqdm.auto import tqdm
 
 from nuwa_lab.config import Config, config_hash, resolve_device
 from nuwa_lab.model import Condition, Nuwa
-from nuwa_lab.recipes.cache import artifact_dir, default_root, get_or_train, register_artifact
+from nuwa_lab.recipes.cache import (
+    ArtifactError,
+    artifact_dir,
+    default_root,
+    get_or_train,
+    register_artifact,
+    retrain_hint,
+)
 from nuwa_lab.recipes.tokenizers import CODE as TOKENIZER_CODE
-from nuwa_lab.train.checkpoint import CKPT_NAME, load_checkpoint
-from nuwa_lab.train.files import atomic_torch_save, atomic_write_json
+from nuwa_lab.train.checkpoint import CKPT_NAME, CheckpointError, load_checkpoint
+from nuwa_lab.train.files import (
+    IntegrityError,
+    atomic_torch_save,
+    atomic_write_json,
+    load_torch_verified,
+    read_json_verified,
+)
 from nuwa_lab.train.loop import make_adamw, rank_slice, step_generator, train
 from nuwa_lab.world import ShapesWorld, TextTokenizer
 
@@ -150,11 +165,21 @@ def _tokens_path(cfg: Config, split: str, size: int, root) -> Path:
 def token_data(
     cfg: Config, split: str, size: int, *, root=None, progress: bool = True, chunk: int = 256
 ) -> TokenData:
-    """`size` items of `split` (the first seeds), tokenized once and cached (see the module)."""
+    """`size` items of `split` (the first seeds), tokenized once and cached (see the module).
+
+    The cache is read only if it matches its hash; a damaged, truncated or unverifiable one
+    (written before caches had hashes) is tokenized again and replaced, with a warning."""
 
     path = _tokens_path(cfg, split, size, root)
     if path.is_file():
-        return TokenData(**torch.load(path, map_location="cpu", weights_only=True))
+        try:
+            return TokenData(**load_torch_verified(path))
+        except (IntegrityError, RuntimeError, EOFError, pickle.UnpicklingError, TypeError) as e:
+            problem = e if isinstance(e, IntegrityError) else f"{path} is unreadable ({e})"
+            warnings.warn(
+                f"token cache {problem}; rebuilding it: tokenizing {size} {split} items again",
+                stacklevel=2,
+            )
     device = resolve_device(cfg.device)
     vq = get_or_train(cfg.tokenizer.kind, cfg, progress=progress, root=root, device=device)
     world, text = ShapesWorld(cfg.world), TextTokenizer.from_config(cfg.world, cfg.text)
@@ -173,7 +198,7 @@ def token_data(
             parts[f"{kind}s"].append(codes)
             parts[f"{kind}_text"].append(text.encode_batch(batch.captions, truncate=True).to(small))
     data = {k: torch.cat(v) for k, v in parts.items()}
-    atomic_torch_save(path, data)
+    atomic_torch_save(path, data, sha256=True)
     return TokenData(**data)
 
 
@@ -315,7 +340,7 @@ def train_artifact(cfg: Config, *, workdir, progress: bool = True):
     root = Path(workdir).parent.parent if workdir is not None else None
     model, result, metrics = pretrain(cfg, workdir=workdir, progress=progress, root=root)
     if workdir is not None:
-        atomic_write_json(Path(workdir).parent / HISTORY_FILE, result.history)
+        atomic_write_json(Path(workdir).parent / HISTORY_FILE, result.history, sha256=True)
     return model, metrics
 
 
@@ -325,11 +350,18 @@ def pretraining_history(cfg: Config, *, root=None) -> dict[str, list[float]]:
     folder = artifact_dir("nuwa", cfg, root=root)
     path = folder / HISTORY_FILE
     if path.is_file():
-        return json.loads(path.read_text())
+        try:
+            return read_json_verified(path)
+        except IntegrityError as e:
+            raise ArtifactError(f"{e}; {retrain_hint('nuwa', folder)}") from None
 
     ckpt = folder / "train" / CKPT_NAME  # the training checkpoint holds the history too
     if ckpt.is_file():
-        return dict(load_checkpoint(ckpt)["history"])
+        try:
+            return dict(load_checkpoint(ckpt)["history"])
+        except CheckpointError as e:
+            e.fix = f"to start over from step 0, {retrain_hint('nuwa', folder)}"
+            raise
     raise FileNotFoundError(
         f"{path} missing: the model for this config is not trained yet; "
         "call get_or_train('nuwa', cfg) first"

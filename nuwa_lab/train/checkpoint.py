@@ -1,8 +1,8 @@
 """Training checkpoints of nuwa_lab.train.loop: what is saved, how it is written, how runs resume.
 
-A checkpoint is one file (`run_dir/checkpoint.pt`) written atomically (nuwa_lab.train.files: a
-temporary
-file renamed over the target), so a crash mid-write leaves the previous checkpoint intact. It holds
+A checkpoint is one file (`run_dir/checkpoint.pt`) written atomically, with its content hash beside
+it (`checkpoint.pt.sha256`; nuwa_lab.train.files), so a crash mid-write leaves the previous
+checkpoint intact and a damaged one is never resumed from. It holds
 
 | key | what |
 |---|---|
@@ -13,12 +13,15 @@ file renamed over the target), so a crash mid-write leaves the previous checkpoi
 | `rng` | torch / CUDA / python / numpy RNG states at the time of saving |
 | `train_config`, `seed`, `world_size` | to warn when a resume changes them |
 
-It is read with `torch.load(weights_only=True)`: plain tensors and containers, no pickled code.
+It is read back only after its bytes match the hash (a mismatch, or no hash file, is a
+`CheckpointError` that says how to start over), then with `torch.load(weights_only=True)`: plain
+tensors and containers, no pickled code.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import random
 import warnings
 import zipfile
@@ -30,7 +33,7 @@ import torch
 from torch import nn
 
 from nuwa_lab.config import TrainConfig
-from nuwa_lab.train.files import atomic_torch_save
+from nuwa_lab.train.files import IntegrityError, atomic_torch_save, read_verified
 
 CKPT_NAME = "checkpoint.pt"
 CKPT_FORMAT = "nuwa_lab.train.loop/1"
@@ -38,11 +41,23 @@ SCHEDULE_KEYS = ("steps", "warmup", "lr", "min_lr_ratio")
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint that exists but cannot be used (unreadable, or made for another model)."""
+    """A checkpoint that exists but cannot be used: it fails its hash check, has no hash, cannot
+    be read, or was made for another model. The message names the file, the problem and how to
+    start over; `fix` is that last part, which a caller may replace by the way to start over that
+    its own users have (get_or_train: `retrain=True`)."""
+
+    def __init__(self, path: str | Path, problem: str, fix: str | None = None):
+        self.path, self.problem = Path(path), problem
+        self.fix = fix or start_over_hint(self.path)
+        super().__init__(str(self.path), problem)
+
+    def __str__(self) -> str:
+        return f"checkpoint {self.path} {self.problem}; {self.fix}"
 
 
-def _fix(path: Path) -> str:
-    return f"delete {path} to start over, or pass resume=False to overwrite it"
+def start_over_hint(path: str | Path) -> str:
+    """How a caller of `train` starts a run over from step 0."""
+    return f"to start over from step 0, delete {path} or pass resume=False to train()"
 
 
 def rng_state() -> dict[str, Any]:
@@ -90,26 +105,26 @@ def save_checkpoint(
         "seed": seed,
         "world_size": world_size,
     }
-    return atomic_torch_save(path, ckpt)
+    return atomic_torch_save(path, ckpt, sha256=True)
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a checkpoint; a CheckpointError naming the file and the fix if it is unreadable."""
+    """Read a checkpoint once its bytes match its hash file; a CheckpointError naming the file
+    and the fix if they do not, if it has no hash file, or if it is unreadable."""
     path = Path(path)
-    if not zipfile.is_zipfile(path):
-        raise CheckpointError(
-            f"checkpoint {path} is unreadable (not a torch zip archive: truncated or overwritten); "
-            f"{_fix(path)}"
-        )
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        data = read_verified(path)
+    except IntegrityError as e:
+        raise CheckpointError(path, e.problem) from None
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        raise CheckpointError(path, "is unreadable (not a torch zip archive)")
+    try:
+        ckpt = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as e:
         cause = (str(e).splitlines() or [""])[0][:160]
-        raise CheckpointError(
-            f"checkpoint {path} is unreadable ({type(e).__name__}: {cause}); {_fix(path)}"
-        ) from e
+        raise CheckpointError(path, f"is unreadable ({type(e).__name__}: {cause})") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
-        raise CheckpointError(f"{path} is not a nuwa_lab training checkpoint; {_fix(path)}")
+        raise CheckpointError(path, "is not a nuwa_lab training checkpoint")
     return ckpt
 
 
@@ -125,9 +140,10 @@ def restore_checkpoint(
     path = Path(path)
     if set(ckpt["modules"]) != set(modules) or set(ckpt["optimizers"]) != set(optimizers):
         raise CheckpointError(
-            f"checkpoint {path} holds modules {sorted(ckpt['modules'])} and optimizers "
+            path,
+            f"holds modules {sorted(ckpt['modules'])} and optimizers "
             f"{sorted(ckpt['optimizers'])}, this run has {sorted(modules)} and "
-            f"{sorted(optimizers)}; {_fix(path)}"
+            f"{sorted(optimizers)}",
         )
     try:
         for name, module in modules.items():
@@ -135,9 +151,7 @@ def restore_checkpoint(
         for name, opt in optimizers.items():
             opt.load_state_dict(ckpt["optimizers"][name])
     except (RuntimeError, ValueError, KeyError) as e:
-        raise CheckpointError(
-            f"checkpoint {path} does not fit this model ({e}); {_fix(path)}"
-        ) from e
+        raise CheckpointError(path, f"does not fit this model ({e})") from e
     saved, now = ckpt["train_config"], dataclasses.asdict(cfg)
     changed = [k for k in now if k not in ("log_every", "ckpt_every") and saved.get(k) != now[k]]
     changed += ["seed"] if ckpt["seed"] != seed else []

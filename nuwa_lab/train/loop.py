@@ -2,8 +2,9 @@ r"""One training loop for every model: the VQ-GAN (two optimizers), the probes a
 
 NÜWA §4.1 pre-trains with Adam, warm-up and gradient clipping on 64 GPUs; this is the same loop at
 laptop scale, plus what a long run needs: a warm-up + cosine schedule, bf16 autocast on CUDA (fp32
-on the CPU), a NaN/inf guard, atomic checkpoints (nuwa_lab.train.checkpoint), exact resume and data
-parallelism under `torchrun` (nuwa_lab.train.distributed).
+on the CPU), a NaN/inf guard, atomic checkpoints verified by their hash before a resume
+(nuwa_lab.train.checkpoint), exact resume and data parallelism under `torchrun`
+(nuwa_lab.train.distributed).
 
 The thing trained implements the `Trainable` protocol (a plain class, not an nn.Module; the
 protocol and its helpers live in nuwa_lab.train.trainable and are importable from here):
@@ -126,26 +127,48 @@ class TrainResult:
 
 
 class NonFiniteLossError(FloatingPointError):
-    """A loss, gradient norm or parameter became NaN/inf; the last good checkpoint is kept."""
+    """A loss, gradient norm or parameter became NaN/inf. Training stops before saving anything
+    more; the message says which checkpoint is on disk, why it can be trusted (this run wrote it
+    after checking every parameter finite, or verified its hash when it resumed from it) and how
+    to go on. `resume_hint` replaces the "how to go on" for callers that do not call `train`
+    themselves (get_or_train)."""
 
     def __init__(self, step: int, what: str, value: float | str):
         self.step, self.what, self.value = step, what, value
-        self.ckpt_path: Path | None = None
-        self.ckpt_step: int | None = None
+        self.ckpt_path: Path | None = None  # where this run checkpoints (None: nowhere)
+        self.ckpt_step: int | None = None  # step of the checkpoint there, if this run has one
+        self.ckpt_resumed = False  # True: this run resumed from it and wrote none after it
+        self.resume_hint: str | None = None
         super().__init__()
 
     def __str__(self) -> str:
-        if self.ckpt_step is not None:
-            kept = (
-                f"the last good checkpoint {self.ckpt_path} (step {self.ckpt_step}) is kept "
-                f"unchanged; after fixing, train again with resume=True to continue from it"
+        head = f"step {self.step}: {self.what} is not finite ({self.value}); training stopped"
+        fixes = (
+            f"Usual fixes: a lower lr or a longer warm-up, grad_clip > 0, or check the batch of "
+            f"step {self.step} for NaN inputs"
+        )
+        if self.ckpt_path is None:
+            return f"{head}; this run writes no checkpoint (no run_dir or ckpt_path). {fixes}"
+        if self.ckpt_step is None:
+            return (
+                f"{head} before this run saved any checkpoint to {self.ckpt_path}: nothing of "
+                f"this run was kept, no checkpoint to resume from. {fixes}, then train again "
+                f"(resume=False starts from step 0 whatever {self.ckpt_path.name} holds)"
             )
-        else:
-            kept = "no checkpoint was written by this run (nothing to resume from)"
+        path, n = self.ckpt_path, self.ckpt_step
+        why = (
+            "its hash was verified when this run resumed from it"
+            if self.ckpt_resumed
+            else "this run wrote it after checking that every parameter was finite"
+        )
+        hint = self.resume_hint or (
+            f"train(..., resume=True) continues from step {n} (with unchanged settings it will "
+            f"likely stop here again); to start over from step 0, delete {path} or pass "
+            "resume=False"
+        )
         return (
-            f"step {self.step}: {self.what} is not finite ({self.value}); training stopped and "
-            f"{kept}. Usual fixes: a lower lr or a longer warm-up, grad_clip > 0, or check the "
-            f"batch of step {self.step} for NaN inputs"
+            f"{head}. {path} (step {n}) is kept unchanged ({why}); nothing after step {n} was "
+            f"saved. {fixes}; then {hint}"
         )
 
 
@@ -303,8 +326,9 @@ def train(
 ) -> TrainResult:
     """Train `trainable` for `cfg.steps` steps, checkpointing to run_dir/checkpoint.pt or ckpt_path.
 
-    resume: continue from the checkpoint if it exists (a corrupt one is a CheckpointError);
-        False starts fresh and overwrites it. Without run_dir / ckpt_path nothing is written.
+    resume: continue from the checkpoint if it exists, once it matches its hash file (a damaged
+        or unverifiable one is a CheckpointError); False starts fresh and overwrites it.
+        Without run_dir / ckpt_path nothing is written.
     seed: fixes the global RNGs at every step (dropout, restarts); the data comes from `batch`.
     max_steps: stop once this many steps are done (the schedule still spans cfg.steps); resume
         later to finish. Under torchrun (WORLD_SIZE > 1) each process calls `train` alike.
@@ -371,6 +395,7 @@ def train(
                 saved_step = done
     except NonFiniteLossError as e:
         e.ckpt_path, e.ckpt_step = path, saved_step
+        e.ckpt_resumed = saved_step is not None and saved_step == start
         raise
     finally:
         bar.close()

@@ -12,6 +12,7 @@ from torch import nn
 from nuwa_lab.config import make_config
 from nuwa_lab.recipes import cache as artifacts
 from nuwa_lab.recipes.cache import ArtifactError, artifact_dir, get_or_train, load_meta
+from nuwa_lab.train.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 CALLS: list[str] = []
 
@@ -163,11 +164,20 @@ def test_truncated_weights_give_a_clear_error_and_retrain_fixes_it(kind, cfg, tm
 def test_garbage_weights_and_corrupt_meta_give_clear_errors(kind, cfg, tmp_path):
     get_or_train(kind, cfg, root=tmp_path, progress=False)
     folder = artifact_dir(kind, cfg, root=tmp_path)
+    meta = load_meta(kind, cfg, root=tmp_path)
     (folder / artifacts.MODEL_FILE).write_bytes(b"not a torch file at all")
-    with pytest.raises(ArtifactError, match="model.pt"):
+    with pytest.raises(ArtifactError, match=r"model\.pt does not match its hash"):
         get_or_train(kind, cfg, root=tmp_path, progress=False)
     (folder / artifacts.META_FILE).write_text('{"kind": "test_li')  # truncated JSON
+    with pytest.raises(ArtifactError, match=r"meta\.json does not match its hash.*retrain=True"):
+        get_or_train(kind, cfg, root=tmp_path, progress=False)
+    # garbage written with its hash (a bug, not damage) is named too, never loaded
+    atomic_write_text(folder / artifacts.META_FILE, '{"kind": "test_li', sha256=True)
     with pytest.raises(ArtifactError, match=r"meta\.json is corrupt.*retrain=True"):
+        get_or_train(kind, cfg, root=tmp_path, progress=False)
+    atomic_write_json(folder / artifacts.META_FILE, meta, sha256=True)
+    atomic_write_bytes(folder / artifacts.MODEL_FILE, b"not a torch file at all", sha256=True)
+    with pytest.raises(ArtifactError, match=r"cannot read .*model\.pt.*retrain=True"):
         get_or_train(kind, cfg, root=tmp_path, progress=False)
 
 

@@ -196,7 +196,8 @@ def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr("nuwa_lab.train.files.os.replace", crash_before_rename)
     with pytest.raises(OSError, match="simulated crash"):
         train(Regression(), cfg, run_dir=tmp_path, device="cpu", progress=False)
-    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no partial temp file
+    # no partial temp file; the checkpoint and its hash as they were
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "checkpoint.pt.sha256"]
     assert (tmp_path / "checkpoint.pt").read_bytes() == good
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 2
 
@@ -207,7 +208,7 @@ def test_corrupt_checkpoint_names_the_file_and_the_fix(tmp_path: Path, damage: s
     train(Regression(), CFG, ckpt_path=path, device="cpu", progress=False, max_steps=3)
     data = path.read_bytes()
     path.write_bytes(b"not a checkpoint" if damage == "garbage" else data[: len(data) // 2])
-    fix = rf"{re.escape(str(path))} is unreadable.*delete .*checkpoint.pt.*resume=False"
+    fix = rf"{re.escape(str(path))} does not match its hash.*delete .*checkpoint.pt.*resume=False"
     with pytest.raises(CheckpointError, match=fix):
         train(Regression(), CFG, ckpt_path=path, device="cpu", progress=False)
     result = train(Regression(), CFG, ckpt_path=path, resume=False, device="cpu", progress=False)

@@ -9,6 +9,7 @@ A run folder (`experiments/runs/<sweep>/<KEY=value-...>/`) holds
 | `*.png`, `figures/` | the notebook / the runner | figures the notebook saved / its inline images |
 | `params.json` | the runner | the parameters passed to the notebook (RUN_DIR excluded) |
 | `run.json` | the runner, last | status, error, wall time, peak memory, git revision, versions |
+| `*.json.sha256` | the runner | the content hashes of `metrics.json` and `run.json` |
 
 Nothing half-written is ever read as a result: a run executes in a hidden sibling folder
 `.<name>.partial/` and is renamed into place only when `run.json` is in it. A run counts as finished
@@ -17,6 +18,12 @@ code (its code cells, hashed) has not changed since; finished runs are skipped u
 failed, stale or missing ones run again, so re-running an interrupted sweep resumes it. (A change in
 the library does not make runs stale: use `--force`.) Peak memory is the kernel's `ru_maxrss`
 (see `nuwa_lab.lab.experiment.worker`).
+
+The run records, `run.json` and `metrics.json`, are read back only once they match their hashes
+(`read_json` checks any file named like them; `nuwa_lab.train.files`): the runner hashes
+`metrics.json` when the notebook has finished and writes `run.json` with its hash. A record that
+fails the check (damaged, truncated, or without a hash, as older nuwa_lab wrote) is reported with
+its path, and its run counts as unfinished: the next `run_sweep` runs it again.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +46,13 @@ from typing import Any
 
 from nuwa_lab.lab.experiment.notebook import cell_source, read_notebook
 from nuwa_lab.lab.experiment.sweep import Sweep, load_sweep, select_runs
-from nuwa_lab.train.files import atomic_write_json, atomic_write_text
+from nuwa_lab.train.files import (
+    IntegrityError,
+    atomic_write_json,
+    atomic_write_text,
+    read_json_verified,
+    write_sha256,
+)
 
 RUN_FILE, PARAMS_FILE, METRICS_FILE, FIGURES_DIR = (
     "run.json",
@@ -46,13 +60,35 @@ RUN_FILE, PARAMS_FILE, METRICS_FILE, FIGURES_DIR = (
     "metrics.json",
     "figures",
 )
+RECORD_FILES = (RUN_FILE, METRICS_FILE)  # read back only once they match their .sha256
+RERUN_HINT = (
+    "its run counts as unfinished: running the sweep (or make lab) again re-runs it; or delete "
+    "the run folder"
+)
 PEAK_MEM_METHOD = "ru_maxrss of the kernel process (getrusage RUSAGE_CHILDREN in a worker process)"
 
 
 def read_json(path: str | Path) -> dict[str, Any] | None:
-    """The JSON object in `path`, or None when it is missing or unreadable."""
+    """The JSON object in `path`, or None when it is missing or unreadable.
+
+    A run record (`RECORD_FILES`) must match its hash: one that does not is None too, with a
+    warning naming it (its run counts as unfinished and runs again)."""
     try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
+        return read_record(path)
+    except IntegrityError as e:
+        warnings.warn(f"{e}; {RERUN_HINT}", stacklevel=2)
+        return None
+
+
+def read_record(path: str | Path) -> dict[str, Any] | None:
+    """`read_json` without the warning: a run record that fails its hash check raises
+    IntegrityError (a missing or unparsable file is None, as in `read_json`)."""
+    path = Path(path)
+    try:
+        if path.name in RECORD_FILES:
+            value = read_json_verified(path) if path.is_file() else None
+        else:
+            value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None
@@ -75,7 +111,15 @@ def stale_reason(
     run_dir: str | Path, params: dict[str, Any] | None = None, notebook: str | Path | None = None
 ) -> str | None:
     """Why `run_dir` does not hold a finished run of `notebook` with `params`; None if it does."""
-    record = read_json(Path(run_dir) / RUN_FILE)
+    metrics = Path(run_dir) / METRICS_FILE
+    try:
+        record = read_record(Path(run_dir) / RUN_FILE)
+        if record and record.get("has_metrics"):
+            read_record(metrics)
+    except IntegrityError as e:
+        return str(e)  # names the record and why it fails: the run runs again
+    if record and record.get("has_metrics") and not metrics.is_file():
+        return f"{metrics} is missing (run.json says the notebook wrote it)"
     if not record:
         return "not run yet" if not Path(run_dir).exists() else "never finished"
     if record.get("status") != "ok":
@@ -251,7 +295,9 @@ def execute_run(
         "rerun_reason": reason,
         **provenance(str(root)),
     }
-    atomic_write_json(tmp / RUN_FILE, record)  # the done marker: last file written
+    if record["has_metrics"]:
+        write_sha256(tmp / METRICS_FILE)  # as the notebook left it
+    atomic_write_json(tmp / RUN_FILE, record, sha256=True)  # the done marker: last file written
 
     old = final.parent / f".{final.name}.old"
     shutil.rmtree(old, ignore_errors=True)
