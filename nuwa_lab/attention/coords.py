@@ -18,18 +18,33 @@ the dense mask, the index tables of the efficient paths and FlexAttention's `mas
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 
 Grid = tuple[int, int, int]
 
 
+def as_int(value: object) -> int:
+    """`value` as an int when it is one (numpy and 0-d integer tensors too), else a TypeError.
+
+    Unlike `int(value)` it never truncates (2.5, "3" and True are refused): a size or an index
+    that is not a whole number is a caller's mistake, not something to round.
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"{value!r} is a bool, not an int")
+    return operator.index(value)  # type: ignore[arg-type]
+
+
 def check_grid(grid: object, name: str = "grid") -> Grid:
     """`grid` as a (T, H, W) tuple of positive ints, or a ValueError naming the problem."""
     try:
-        values = tuple(int(g) for g in grid)  # type: ignore[union-attr]
+        values = tuple(as_int(g) for g in grid)  # type: ignore[union-attr]
     except TypeError:
-        raise ValueError(f"{name} must be a (T, H, W) tuple of ints, got {grid!r}") from None
+        raise ValueError(
+            f"{name} must be a (T, H, W) tuple of positive ints, got {grid!r}; "
+            "sizes are whole numbers of tokens"
+        ) from None
     if len(values) != 3 or any(v < 1 for v in values):
         raise ValueError(
             f"{name} must be a (T, H, W) tuple of three positive ints, got {grid!r}; "

@@ -37,11 +37,18 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from nuwa_lab.attention.coords import Grid, check_grid, grid_size, raster_coords, rescale_coords
+from nuwa_lab.attention.coords import (
+    Grid,
+    as_int,
+    check_grid,
+    grid_size,
+    raster_coords,
+    rescale_coords,
+)
+from nuwa_lab.config import ATTENTION_PATTERNS, BORDERS, CAUSAL_RULES
 
-PATTERNS = ("full", "axial", "block", "nearby")
-CAUSAL_RULES = ("raster", "quadrant")
-BORDERS = ("truncate", "shift")
+# the names are defined once, in the config (which checks them before anything runs)
+PATTERNS = ATTENTION_PATTERNS
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,7 @@ class AttentionPattern:
     def __post_init__(self) -> None:
         checked = {
             "pattern": _choice(self.pattern, PATTERNS, "pattern"),
-            "causal": bool(self.causal),
+            "causal": _flag(self.causal, "causal"),
             "extent": _triple(self.extent, "extent", 0, "the nearby radius (e^t, e^h, e^w)"),
             "block": _triple(self.block, "block", 1, "the block size (b^t, b^h, b^w)"),
             "causal_rule": _choice(self.causal_rule, CAUSAL_RULES, "causal_rule"),
@@ -101,12 +108,15 @@ class AttentionSpec(AttentionPattern):
 
 
 def _triple(value: object, name: str, minimum: int, meaning: str) -> tuple[int, int, int]:
-    if isinstance(value, int):
-        value = (value, value, value)
+    given = value
+    if isinstance(value, int) and not isinstance(value, bool):
+        given = (value, value, value)
     try:
-        values = tuple(int(v) for v in value)  # type: ignore[union-attr]
+        values = tuple(as_int(v) for v in given)  # type: ignore[union-attr]
     except TypeError:
-        raise ValueError(f"{name} must be a (t, h, w) tuple of ints, got {value!r}") from None
+        raise ValueError(
+            f"{name} must be an int or a (t, h, w) tuple of ints >= {minimum}, got {value!r}"
+        ) from None
     if len(values) != 3:
         raise ValueError(f"{name} must have three entries (t, h, w), got {value!r}")
     if any(v < minimum for v in values):
@@ -118,9 +128,15 @@ def _triple(value: object, name: str, minimum: int, meaning: str) -> tuple[int, 
 
 
 def _choice(value: str, valid: tuple[str, ...], name: str) -> str:
-    if value not in valid:
+    if not isinstance(value, str) or value not in valid:
         raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
     return value
+
+
+def _flag(value: object, name: str) -> bool:
+    if value not in (True, False):  # 0 / 1 and numpy / torch bools compare equal; "no" does not
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def make_spec(

@@ -30,12 +30,15 @@ Axis letters: b batch, t h w grid, n tokens in raster order, K codebook size.
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from nuwa_lab.attention.coords import as_int
 from nuwa_lab.model.condition import Condition
 from nuwa_lab.model.nuwa import Nuwa, grid_of
 
@@ -121,11 +124,17 @@ def sample(
             ranks first (tokens (b * candidates, *grid) -> scores (b * candidates,), higher wins).
         batch_size: decode at most this many samples at once (same result as one batch).
     """
-    if candidates < 1 or (candidates > 1 and score_fn is None):
+    check_sampling(temperature=temperature, top_k=top_k, top_p=top_p, batch_size=batch_size)
+    if not _is_int(candidates) or candidates < 1 or (candidates > 1 and score_fn is None):
         raise ValueError(
-            f"candidates={candidates}: need candidates >= 1, and a score_fn to re-rank when > 1"
+            f"candidates={candidates!r}: need an int >= 1, and a score_fn to re-rank when > 1"
         )
-    shape = tuple(int(g) for g in grid)
+    if generator is not None and not _is_int(generator):
+        if not isinstance(generator, torch.Generator):
+            raise ValueError(
+                f"generator={generator!r}: must be None, an int seed or a torch.Generator"
+            )
+    shape = _check_grid(grid)
     grid3 = grid_of(shape)
     device = next(model.parameters()).device
     b = condition.batch
@@ -171,6 +180,44 @@ def sample(
     return tokens
 
 
+def check_sampling(
+    *, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, batch_size: int | None = None
+) -> None:
+    """A ValueError naming the first sampling option out of range (`sample` calls it once)."""
+    if not _is_real(temperature) or not math.isfinite(temperature) or temperature < 0:
+        raise ValueError(
+            f"temperature={temperature!r}: must be a finite number >= 0 "
+            "(0 = greedy, 1 = the model's own distribution)"
+        )
+    if not _is_int(top_k) or top_k < 0:
+        raise ValueError(f"top_k={top_k!r}: must be an int >= 0 (0 = off)")
+    if not _is_real(top_p) or not 0 < top_p <= 1:  # nan fails the comparison too
+        raise ValueError(f"top_p={top_p!r}: must be a number in (0, 1] (1 = off)")
+    if batch_size is not None and (not _is_int(batch_size) or batch_size < 1):
+        raise ValueError(f"batch_size={batch_size!r}: must be None (all at once) or an int >= 1")
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _is_real(x: object) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _check_grid(grid: object) -> tuple[int, ...]:
+    """`grid` as a tuple of 2 or 3 positive ints, or a ValueError naming it."""
+    try:
+        shape = tuple(as_int(g) for g in grid)  # type: ignore[union-attr]
+    except TypeError:
+        shape = ()
+    if len(shape) not in (2, 3) or min(shape) < 1:
+        raise ValueError(
+            f"grid={grid!r}: must be (h, w) for images or (t, h, w) for videos, positive ints"
+        )
+    return shape
+
+
 def _fixed(fixed, fixed_tokens, b, shape, codebook_size, device) -> tuple[Tensor, Tensor]:
     """Validated (b, *shape) bool mask and long codes (zeros where nothing is fixed)."""
     if fixed is None:
@@ -184,7 +231,10 @@ def _fixed(fixed, fixed_tokens, b, shape, codebook_size, device) -> tuple[Tensor
         raise ValueError("fixed given without fixed_tokens; pass the codes of the fixed positions")
     fixed = torch.as_tensor(fixed, device=device)
     if fixed.dtype != torch.bool:
-        raise ValueError(f"fixed must be a bool tensor, got {fixed.dtype}")
+        raise ValueError(
+            f"fixed must be a bool tensor (True = given), got dtype {fixed.dtype}; "
+            "e.g. fixed = torch.zeros(grid, dtype=torch.bool)"
+        )
     out = []
     for name, x in (
         ("fixed", fixed),
@@ -197,10 +247,29 @@ def _fixed(fixed, fixed_tokens, b, shape, codebook_size, device) -> tuple[Tensor
                 f"{name} has shape {tuple(x.shape)}; expected {(b, *shape)} or {shape} (the grid)"
             )
         out.append(x)
-    fixed, codes = out[0], out[1].long()
+    fixed, codes = out[0], out[1]
+    if codes.dtype == torch.bool or codes.is_complex():
+        raise ValueError(
+            f"fixed_tokens must be integer codes in [0, {codebook_size}), got dtype "
+            f"{codes.dtype} (are fixed and fixed_tokens swapped?)"
+        )
+    if codes.is_floating_point():  # whole numbers are fine; a fraction is not a code
+        given = codes[fixed]
+        whole = torch.isfinite(given) & (given == given.round())
+        if not bool(whole.all()):
+            bad = given[~whole][0].item()
+            raise ValueError(
+                f"fixed_tokens must be integer codes in [0, {codebook_size}) where fixed, got "
+                f"{bad!r}; pass a long tensor"
+            )
+    codes = codes.long()
     bad = fixed & ((codes < 0) | (codes >= codebook_size))
     if bool(bad.any()):
-        raise ValueError(f"fixed_tokens must lie in [0, {codebook_size}) where fixed")
+        wrong = codes[bad]
+        raise ValueError(
+            f"fixed_tokens must lie in [0, {codebook_size}) (the codebook) where fixed, got "
+            f"values from {int(wrong.min())} to {int(wrong.max())}"
+        )
     return fixed.contiguous(), torch.where(fixed, codes, 0).contiguous()
 
 

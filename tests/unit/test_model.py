@@ -164,8 +164,11 @@ def test_forward_errors_name_the_problem() -> None:
         model(Condition.image_sketch(torch.full((2, 2, 2), SKETCH_K)), targets()["image"])
     with pytest.raises(TypeError, match="Condition"):
         model(torch.zeros(2, 5, dtype=torch.long), targets()["image"])
+    with pytest.raises(ValueError, match=r"model\.attention = 'sparse': must be one of full"):
+        make_model(attention="sparse")  # refused by make_config
+    sparse = dataclasses.replace(make_model().cfg, attention="sparse")  # past make_config
     with pytest.raises(ValueError, match="unknown model.attention"):
-        make_model(attention="sparse")
+        Nuwa(sparse, **SIZES)
 
 
 @pytest.mark.parametrize("overrides", [{}, {"dim": 48, "heads": 4, "mlp_ratio": 2}])

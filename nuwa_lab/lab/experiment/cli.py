@@ -2,7 +2,8 @@
 
 Validates the sweep file against the notebooks' parameters, runs every grid point that has not
 finished (papermill, one process per run), prints one line per run and a summary; exits 1 when a run
-failed, 2 when the sweep file is invalid, 130 when interrupted (re-run the same command to resume).
+failed, 2 when the sweep file is invalid (a file that is not UTF-8 YAML: `FILE:LINE: message`), 130
+when interrupted (re-run the same command to resume).
 `--dry-run` lists the runs and their state; `--table` prints the collected results as markdown.
 """
 
@@ -15,7 +16,12 @@ from pathlib import Path
 from nuwa_lab.config import PRESETS
 from nuwa_lab.lab.experiment.collect import collect, to_markdown
 from nuwa_lab.lab.experiment.runner import default_runs_dir, is_finished, run_sweep
-from nuwa_lab.lab.experiment.sweep import load_sweep, select_runs
+from nuwa_lab.lab.experiment.sweep import (
+    SweepFileError,
+    load_sweep,
+    read_sweep_file,
+    select_runs,
+)
 from nuwa_lab.lab.experiment.worker import interrupt_on_sigterm
 
 
@@ -53,6 +59,9 @@ def _dry_run(args: argparse.Namespace) -> int:
 
 def _table(args: argparse.Namespace) -> int:
 
+    path = Path(args.file)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        read_sweep_file(path)  # a malformed file is reported as FILE:LINE, not a traceback
     rows = collect(args.file, runs_dir=args.runs_dir)
     print(to_markdown(rows) if rows else f"no finished runs in {rows.folder}")
     for row in rows.failed:
@@ -79,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             cell_timeout=args.cell_timeout,
         )
+    except SweepFileError as e:
+        print(e, file=sys.stderr)  # FILE:LINE: message, as compilers print it
+        return 2
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

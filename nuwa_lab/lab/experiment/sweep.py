@@ -10,7 +10,11 @@ grid:  {ATTENTION: [full, axial, block, nearby], SEED: [0, 1, 2]}   # the cartes
 
 Several notebooks: `notebooks: [notebooks/06_*.ipynb, notebooks/07_*.ipynb]` (paths or glob
 patterns; each entry must match at least one notebook). Paths are relative to the project root: the
-nearest folder above the sweep file that holds `notebooks/`.
+nearest folder above the sweep file that holds `notebooks/`, failing that the nearest one at or
+above the current directory (so a sweep file kept anywhere runs from inside the checkout).
+
+A file that cannot be read as YAML (bad syntax, bytes that are not UTF-8) is a `SweepFileError`,
+whose message is `FILE:LINE: what is wrong`; `python -m nuwa_lab sweep` prints it and exits 2.
 
 Each grid point of each notebook is a `Run`; its folder under `experiments/runs/<sweep>/` is named
 by its sorted `KEY=value` pairs (the grid keys and PRESET), prefixed by the notebook stem when the
@@ -20,6 +24,7 @@ sweep uses the `notebooks:` list form: `ATTENTION=axial-PRESET=tiny-SEED=0`,
 | thing | code |
 |---|---|
 | a sweep file | `load_sweep(path, preset=None) -> Sweep` (validated) |
+| its YAML, or `FILE:LINE: message` | `read_sweep_file(path)`, `SweepFileError` |
 | one notebook execution | `Run(notebook, params, key)` |
 | the grid points | `Sweep.runs()`; `select_runs(runs, ["SEED=0"])` for `--only` |
 """
@@ -108,14 +113,18 @@ def run_name(params: dict[str, Any], keys: list[str]) -> str:
 
 
 def find_root(start: str | Path) -> Path:
-    """The nearest folder at or above `start` that holds a `notebooks/` folder."""
+    """The checkout: the nearest folder at or above `start` that holds a `notebooks/` folder,
+    failing that the nearest one at or above the current directory."""
     start = Path(start).resolve()
-    for folder in [start if start.is_dir() else start.parent, *start.parents]:
-        if (folder / "notebooks").is_dir():
-            return folder
+    origins = dict.fromkeys([start if start.is_dir() else start.parent, Path.cwd().resolve()])
+    for origin in origins:
+        for folder in [origin, *origin.parents]:
+            if (folder / "notebooks").is_dir():
+                return folder
+    looked = " and ".join(f"{origin} and every folder above it" for origin in origins)
     raise FileNotFoundError(
-        f"no project root above {start}: expected a folder holding notebooks/; "
-        "run from inside the nuwa_lab checkout or pass root="
+        f"no nuwa_lab checkout found: looked for a notebooks/ folder in {looked}; "
+        "run from inside the checkout (the folder holding notebooks/) or pass root="
     )
 
 
@@ -151,13 +160,52 @@ def load_sweep(
     path: str | Path, *, preset: str | None = None, root: str | Path | None = None
 ) -> Sweep:
     """Read and validate a sweep file; `preset` overrides PRESET. Raises before anything runs."""
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"sweep file {path} does not exist")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = read_sweep_file(path) or {}
     return sweep_from_dict(data, source=str(path), path=path, preset=preset, root=root)
+
+
+class SweepFileError(ValueError):
+    """A sweep file that is not valid UTF-8 YAML; `str(e)` is `FILE:LINE: message`."""
+
+    def __init__(self, path: str | Path, line: int | None, message: str):
+        self.path, self.line, self.message = Path(path), line, message
+        super().__init__(f"{path}:{line}: {message}" if line else f"{path}: {message}")
+
+
+def read_sweep_file(path: str | Path) -> Any:
+    """The YAML in `path`, or a `SweepFileError` naming the file and the line that is wrong."""
+    import yaml
+
+    raw = Path(path).read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        column = e.start - raw.rfind(b"\n", 0, e.start)
+        raise SweepFileError(
+            path,
+            line,
+            f"byte 0x{raw[e.start]:02x} at offset {e.start} (column {column}) is not UTF-8; "
+            "save the file as UTF-8",
+        ) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark, start = e.problem_mark or e.context_mark, e.context_mark
+        context = f"{e.context} from line {start.line + 1}" if e.context and start else e.context
+        what = "; ".join(str(x) for x in (context, e.problem) if x)
+        where = f" (column {mark.column + 1})" if mark else ""
+        raise SweepFileError(
+            path, mark.line + 1 if mark else None, f"bad YAML: {what}{where}"
+        ) from None
+    except yaml.YAMLError as e:  # e.g. a control character (yaml.reader.ReaderError)
+        position = getattr(e, "position", None)
+        line = text.count("\n", 0, position) + 1 if isinstance(position, int) else None
+        reason = str(e).splitlines()[0]
+        raise SweepFileError(path, line, f"bad YAML: {reason}") from None
 
 
 def sweep_from_dict(
