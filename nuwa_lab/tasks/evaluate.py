@@ -190,6 +190,7 @@ def evaluate_task(
     )
     seconds = time.perf_counter() - start
     metrics = measure(spec.name, kit, inputs, output, asked, real=real)
+    metrics["n_items"] = len(asked)
     metrics["sample_seconds"] = seconds
     shown = {k: v for k, v in options.items() if k not in ("generator", "score_fn")}
     seg = kit.segmenter.predict(output.pixels) if spec.condition == "sketch" else None

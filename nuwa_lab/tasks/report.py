@@ -22,6 +22,10 @@ from nuwa_lab.world.datasets import hidden_regions
 # the lab's addition: an output with no object at all meets the 90% pixel accuracy (background
 # covers ~92% of the pixels), so the shape's own pixels are scored too
 FOREGROUND_TARGET = "the shape's own pixels right (the lab's target: a blank output scores 0)"
+# metrics that are a share of the evaluated items (one yes / no per item): their 95% interval is
+# Wilson's over the n items (`nuwa_lab.metrics.intervals.rate_interval`)
+ITEM_RATES = ("acc_all", "direction_accuracy", "edit_success")
+
 TARGETS: dict[str, list[tuple[str, str, str, float, str]]] = {
     "t2i": [
         ("acc_all", "test", ">=", 0.90, "all attributes right, test captions"),

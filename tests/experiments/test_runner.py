@@ -25,6 +25,7 @@ from nuwa_lab.lab.experiment.paper import NOT_COMPARABLE
 from nuwa_lab.lab.experiment.report import build_report
 from nuwa_lab.lab.experiment.runner import notebook_fingerprint, stale_reason
 from nuwa_lab.lab.job import lab_plan, lab_runs, run_lab
+from nuwa_lab.train.files import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[2]
 # a 1x1 PNG, displayed so the runner has an inline figure to extract
@@ -70,6 +71,11 @@ def write_notebook(path: Path, extra_params: str = "", fail_at: int = -1) -> Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
     return path
+
+
+def write_record(path: Path, record: dict) -> None:
+    """A run.json / metrics.json as the runner leaves it: with its hash (`run.json.sha256`)."""
+    atomic_write_json(path, record, sha256=True)
 
 
 def write_sweep(root: Path, text: str, name: str = "s") -> Path:
@@ -224,10 +230,9 @@ def test_interrupted_sweep_resumes_and_never_reads_half_written_runs(project: Pa
     # X=2 finished before the interruption
     done = folder / "PRESET=smoke-X=2"
     done.mkdir()
-    (done / "metrics.json").write_text('{"y": 20}')
-    (done / "run.json").write_text(
-        json.dumps({"status": "ok", "params": {"PRESET": "smoke", "X": 2}, "notebook": "x.ipynb"})
-    )
+    write_record(done / "metrics.json", {"y": 20})
+    record = {"status": "ok", "params": {"PRESET": "smoke", "X": 2}, "notebook": "x.ipynb"}
+    write_record(done / "run.json", record)
     assert collect(path).pending == ["PRESET=smoke-X=1"]
     assert [r["y"] for r in collect(path)] == [20]  # the half-written run is not a result
 
@@ -242,7 +247,7 @@ def test_a_finished_run_with_other_parameters_or_code_is_not_finished(tmp_path: 
     notebook = write_notebook(tmp_path / "notebooks" / "99_test.ipynb")
     record = {"status": "ok", "params": {"X": [1, 2]}}
     record["notebook_sha256"] = notebook_fingerprint(notebook)
-    (tmp_path / "run.json").write_text(json.dumps(record))
+    write_record(tmp_path / "run.json", record)
     assert is_finished(tmp_path, {"X": (1, 2)}, notebook)
     assert stale_reason(tmp_path, {"X": (1, 3)}, notebook) == "parameters changed"
     nb = nbformat.read(notebook, as_version=4)
@@ -297,13 +302,18 @@ def test_lab_runs_every_notebook_records_failures_and_writes_the_report(tmp_path
     assert ok["status"] == "ok" and ok["params"] == {"PRESET": "smoke"}
     assert json.loads((folder / "02_broken" / "run.json").read_text())["status"] == "failed"
 
-    report = (tmp_path / "experiments" / "report.md").read_text()
+    reports = tmp_path / "experiments" / "reports"
+    assert [p.name for p in reports.iterdir()] == ["smoke"]  # a smoke lab writes its own report
+    report = (reports / "smoke" / "report.md").read_text()
     assert NOT_COMPARABLE in report and "## Run times" in report
     assert "| y | 10 |" in report  # 00's metrics table
     assert "**Failed** in cell" in report and "boom at X=1" in report
-    assert "![cell03_0.png](runs/lab-smoke/00_ok/figures/cell03_0.png)" in report
+    # figures are small copies beside the report, not links into the git-ignored runs/
+    assert "![cell03_0.png](figures/00_ok-cell03_0.png)" in report
+    assert (reports / "smoke" / "figures" / "00_ok-cell03_0.png").is_file()
+    assert "runs/" not in report.split("## Run times")[1].split("## Ablation")[0]
     assert "a 1024³ fp32 matmul ran at" in report  # the host's speed, beside the lab's times
-    page = (tmp_path / "experiments" / "report.html").read_text()
+    page = (reports / "smoke" / "report.html").read_text()
     assert "data:image/png;base64," in page and "<table>" in page
 
     # a second lab re-runs only what failed
@@ -324,13 +334,13 @@ def test_report_puts_the_paper_beside_our_sweep_results(tmp_path: Path) -> None:
             tmp_path / "experiments" / "runs" / "multitask_ablation" / f"PRESET=tiny-TASK_MIX={mix}"
         )
         run_dir.mkdir(parents=True)
-        (run_dir / "metrics.json").write_text(json.dumps({"t2v_accuracy": acc}))
+        write_record(run_dir / "metrics.json", {"t2v_accuracy": acc})
         record = {"status": "ok", "params": {"PRESET": "tiny", "TASK_MIX": mix}, "notebook": "x"}
-        (run_dir / "run.json").write_text(json.dumps({**record, "wall_time_s": 1.0}))
+        write_record(run_dir / "run.json", {**record, "wall_time_s": 1.0})
     lab_run = tmp_path / "experiments" / "runs" / "lab-tiny" / "02_vqgan_tokenizer"
     lab_run.mkdir(parents=True)
-    (lab_run / "metrics.json").write_text(json.dumps({"seg_pixel_accuracy": 0.975}))
-    (lab_run / "run.json").write_text(json.dumps({**record, "wall_time_s": 60.0}))
+    write_record(lab_run / "metrics.json", {"seg_pixel_accuracy": 0.975})
+    write_record(lab_run / "run.json", {**record, "wall_time_s": 60.0})
     text = build_report("tiny", root=tmp_path).markdown()
     assert "VQ-GAN-Seg pixel accuracy of reconstructed sketches, MSCOCO: 96.82%; " in text
     assert "ours (`seg_pixel_accuracy`): 0.975" in text
@@ -353,7 +363,7 @@ def test_collect_keeps_the_sweep_files_order_and_skips_hidden_folders(tmp_path: 
     for pattern in ["axial", "full"]:
         (folder / f"ATTENTION={pattern}").mkdir()
         record = {"status": "ok", "params": {"ATTENTION": pattern}, "notebook": "04_x.ipynb"}
-        (folder / f"ATTENTION={pattern}" / "run.json").write_text(json.dumps(record))
+        write_record(folder / f"ATTENTION={pattern}" / "run.json", record)
     assert [r["ATTENTION"] for r in collect(folder)] == ["full", "axial"]
 
 
@@ -397,8 +407,8 @@ def test_report_lists_every_task_run_against_its_targets(tmp_path: Path) -> None
     for modality, metrics in logged.items():
         run = folder / f"06_task-{modality}"
         run.mkdir(parents=True)
-        (run / "metrics.json").write_text(json.dumps(metrics))
-        (run / "run.json").write_text(json.dumps({"status": "ok", "wall_time_s": 1.0}))
+        write_record(run / "metrics.json", metrics)
+        write_record(run / "run.json", {"status": "ok", "wall_time_s": 1.0})
     rows = task_target_rows(read_lab_runs(folder, tmp_path))
     assert [(r["task"], r["reached"], r["met"]) for r in rows] == [
         ("T2I", 0.95, "yes"),
@@ -409,3 +419,27 @@ def test_report_lists_every_task_run_against_its_targets(tmp_path: Path) -> None
     report = build_report("tiny", root=tmp_path).markdown()
     assert "## The eight tasks against their targets" in report
     assert "### 99 · Test (video)" in report
+
+
+def test_a_rate_target_carries_its_interval_and_says_whether_it_clears_the_goal(
+    tmp_path: Path,
+) -> None:
+    """0.91 on 256 items meets a 0.90 goal, but its Wilson interval (0.869-0.939) does not clear it;
+    0.98 on 256 clears it (0.955-0.992); the n comes from n_items, else the NUM_EVAL parameter."""
+    write_notebook(tmp_path / "notebooks" / "06_task.ipynb", 'MODALITY: str = "image"\n')
+    folder = tmp_path / "experiments" / "runs" / "lab-tiny"
+    logged = {
+        "image": ({"task": "t2i", "test_acc_all": 0.91, "test_n_items": 256}, {}),
+        "video": ({"task": "t2v", "test_acc_all": 0.98}, {"NUM_EVAL": 256}),
+    }
+    for modality, (metrics, params) in logged.items():
+        run = folder / f"06_task-{modality}"
+        run.mkdir(parents=True)
+        write_record(run / "metrics.json", metrics)
+        (run / "params.json").write_text(json.dumps(params))
+        write_record(run / "run.json", {"status": "ok", "wall_time_s": 1.0})
+    rows = [r for r in task_target_rows(read_lab_runs(folder, tmp_path)) if r["reached"]]
+    assert [(r["task"], r["95% interval"], r["interval clears the goal"]) for r in rows] == [
+        ("T2I", "[0.869, 0.939] (n=256)", "no"),
+        ("T2V", "[0.955, 0.992] (n=256)", "yes"),
+    ]

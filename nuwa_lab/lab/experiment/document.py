@@ -3,7 +3,9 @@
 The report is built from blocks (headings, paragraphs, tables, figures), each rendered to both
 formats at once, so neither format needs a markdown library. In HTML the figures are embedded as
 base64 PNGs, so the page can be mailed or opened anywhere; in markdown they are links relative to
-the report.
+the report. With `figure_dir`, every figure is first copied there as a small PNG (at most
+`FIGURE_MAX_PX` wide), so a report committed with its folder renders on a repository's web page
+without the git-ignored run folders.
 
     doc = Document(base=Path("experiments"))
     doc.heading("Run times"); doc.table(rows, ["notebook", "wall_time_s"]); doc.figures([png])
@@ -20,9 +22,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from nuwa_lab.lab.experiment.collect import format_cell, to_markdown
 from nuwa_lab.train.files import atomic_write_text
 
+FIGURE_MAX_PX = 900  # width of a figure copied next to the report
 _CODE = re.compile(r"`([^`]+)`")
 _BOLD = re.compile(r"\*\*([^*]+)\*\*")
 _CSS = """
@@ -50,9 +55,12 @@ def _inline_html(text: str) -> str:
 class Document:
     """Blocks appended in order; `markdown()` and `html()` render them."""
 
-    def __init__(self, *, base: Path, max_figure_bytes: int = 3_000_000) -> None:
+    def __init__(
+        self, *, base: Path, max_figure_bytes: int = 3_000_000, figure_dir: Path | None = None
+    ) -> None:
         self.base = Path(base)
         self.max_figure_bytes = max_figure_bytes
+        self.figure_dir = Path(figure_dir) if figure_dir is not None else None
         self._md: list[str] = []
         self._html: list[str] = []
 
@@ -94,6 +102,8 @@ class Document:
         captions = list(captions) if captions is not None else [p.name for p in paths]
         md, parts = [], []
         for path, caption in zip(paths, captions, strict=True):
+            if self.figure_dir is not None:
+                path = self._small_copy(path)
             rel = Path(os.path.relpath(path, self.base)).as_posix()
             md.append(f"![{caption}]({rel})")
             data = path.read_bytes()
@@ -108,6 +118,23 @@ class Document:
         if paths:
             self._md.append("\n".join(md))
             self._html.append("<div>" + "".join(parts) + "</div>")
+
+    def _small_copy(self, path: Path) -> Path:
+        """`path` copied into `figure_dir` as a PNG at most FIGURE_MAX_PX wide (named after its
+        run folder, so figures of different runs never collide)."""
+        self.figure_dir.mkdir(parents=True, exist_ok=True)
+        name = f"{path.parent.name}-{path.stem}.png".lstrip(".")
+        if path.parent.name == "figures":  # a run's inline figures: <run>/figures/<n>.png
+            name = f"{path.parent.parent.name}-{path.stem}.png"
+        target = self.figure_dir / name
+        with Image.open(path) as image:
+            if image.width > FIGURE_MAX_PX:
+                height = round(image.height * FIGURE_MAX_PX / image.width)
+                image = image.resize((FIGURE_MAX_PX, height), Image.LANCZOS)
+            tmp = target.with_name(f".{target.name}.tmp")
+            image.save(tmp, format="PNG", optimize=True)
+        os.replace(tmp, target)
+        return target
 
     def markdown(self) -> str:
         return "\n\n".join(self._md) + "\n"

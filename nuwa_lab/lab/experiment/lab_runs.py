@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from nuwa_lab.lab.experiment.notebook import notebook_title
-from nuwa_lab.lab.experiment.runner import METRICS_FILE, RUN_FILE, read_json
-from nuwa_lab.tasks.report import TARGETS
+from nuwa_lab.lab.experiment.runner import METRICS_FILE, PARAMS_FILE, RUN_FILE, read_json
+from nuwa_lab.metrics.intervals import rate_interval
+from nuwa_lab.tasks.report import ITEM_RATES, TARGETS
 
 
 def lab_folder(runs_dir: Path, preset: str) -> Path:
@@ -34,14 +35,18 @@ def read_lab_runs(folder: Path, root: Path) -> list[dict[str, Any]]:
                 "dir": run_dir,
                 "record": record,
                 "metrics": read_json(run_dir / METRICS_FILE) if record else None,
+                "params": read_json(run_dir / PARAMS_FILE) or {},
             }
         )
     return runs
 
 
 def task_target_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per task target (`nuwa_lab.tasks.report.TARGETS`) of every task run."""
+    """One row per task target (`nuwa_lab.tasks.report.TARGETS`) of every task run.
 
+    A rate over items (`ITEM_RATES`) carries its 95% Wilson interval over the n items evaluated
+    (the run's `<split>_n_items`, else its NUM_EVAL parameter), and "clears" says whether the whole
+    interval meets the goal, i.e. whether the target would still be met on another draw of items."""
     rows = []
     for run in runs:
         metrics = run["metrics"] or {}
@@ -56,6 +61,12 @@ def task_target_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 )
                 value = kept - ours if kept is not None and ours is not None else None
             met = metrics.get(f"target_{metric}_{split}")
+            n = metrics.get(f"{split}_n_items") or (run.get("params") or {}).get("NUM_EVAL")
+            interval, clears = "–", "–"
+            if metric in ITEM_RATES and value is not None and n:
+                low, high = rate_interval(value, int(n))
+                interval = f"[{low:.3f}, {high:.3f}] (n={int(n)})"
+                clears = "yes" if (low >= goal if op == ">=" else high <= goal) else "no"
             rows.append(
                 {
                     "task": task.upper(),
@@ -63,7 +74,9 @@ def task_target_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "target": f"{meaning} (`{metric}`, {split})",
                     "goal": f"{op} {goal}",
                     "reached": value,
+                    "95% interval": interval,
                     "met": {True: "yes", False: "**no**", None: "not measured"}[met],
+                    "interval clears the goal": clears,
                 }
             )
     return rows

@@ -1,4 +1,8 @@
-"""The results report: `experiments/report.md` and `experiments/report.html` (figures embedded).
+"""The results report of a preset: `experiments/reports/<preset>/report.md` and `report.html`.
+
+Each preset has its own folder, so a smoke run never touches the committed tiny report; the
+markdown links small copies of its figures in `figures/` beside it (committed with the report, so
+it renders on the repository's web page), and the HTML page embeds them.
 
 Built from what is on disk, never from memory of a run, so it can be rebuilt at any time
 (`python -m nuwa_lab lab --report-only`):
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +112,11 @@ def _task_targets_section(doc: Document, runs: list[dict[str, Any]]) -> None:
     doc.heading("The eight tasks against their targets", 2)
     doc.paragraph(
         "The lab's goals at the tiny preset, read from the task notebooks' runs (at the smoke "
-        "preset they mean nothing). Held-out numbers and every other metric are in each "
-        "notebook's section below."
+        "preset they mean nothing). A rate over items carries its 95% Wilson interval over the "
+        "items evaluated; a target is met when the measured value reaches the goal, and the last "
+        "column says whether the whole interval does (a target met with no margin may be missed "
+        "on another draw of items, or by another training seed). Held-out numbers and every other "
+        "metric are in each notebook's section below."
     )
     doc.table(rows, floatfmt=".3g")
 
@@ -219,7 +227,8 @@ def build_report(
 ) -> Document:
     """The whole report for `preset` as a Document (see `Document.write`)."""
     runs_dir = Path(runs_dir or root / "experiments" / "runs")
-    doc = Document(base=Path(report_dir or root / "experiments"))
+    base = Path(report_dir or root / "experiments")
+    doc = Document(base=base, figure_dir=base / "figures" if report_dir else None)
     folder = lab_folder(runs_dir, preset)
     runs = read_lab_runs(folder, root) if folder.is_dir() else []
     info = provenance(str(root))
@@ -275,9 +284,18 @@ def build_report(
     return doc
 
 
+def report_folder(root: Path, preset: str) -> Path:
+    """Where the report of `preset` lives: experiments/reports/<preset>/."""
+    return Path(root) / "experiments" / "reports" / preset
+
+
 def write_report(preset: str, *, root: Path, runs_dir: Path | None = None, **kwargs: Any):
-    """Write experiments/report.md and experiments/report.html; return their paths."""
-    doc = build_report(preset, root=root, runs_dir=runs_dir, **kwargs)
-    md, page = root / "experiments" / "report.md", root / "experiments" / "report.html"
+    """Write the report of `preset` (report.md, report.html, figures/); return the two paths."""
+    folder = report_folder(root, preset)
+    figures = folder / "figures"
+    if figures.is_dir():  # figures of an earlier report that this one may no longer show
+        shutil.rmtree(figures)
+    doc = build_report(preset, root=root, runs_dir=runs_dir, report_dir=folder, **kwargs)
+    md, page = folder / "report.md", folder / "report.html"
     doc.write(md, page, title=f"nuwa_lab results ({preset})")
     return md, page
