@@ -81,3 +81,37 @@ def test_quick_model_bench_reports_its_three_ratios(capsys):
     )
     assert result["last_over_first"] > 0
     assert ">= 0.60" in capsys.readouterr().out
+
+
+def test_the_cost_curve_measures_every_pattern_at_every_grid_with_the_papers_keys():
+    from nuwa_lab.config import make_config
+    from nuwa_lab.lab.bench.model import cost_curve, paper_keys_per_query, relative_to
+
+    cfg = make_config("smoke", device="cpu")
+    grids = ((2, 4, 4), (4, 4, 4))
+    rows = relative_to(cost_curve(cfg, grids, repeats=1, progress=False))
+    assert [(r["tokens"], r["pattern"]) for r in rows] == [
+        (n, p) for n in (32, 64) for p in ("full", "axial", "block", "nearby")
+    ]
+    for r in rows:
+        assert r["sec_per_step"] > 0 and r["peak_mem_mb"] > 0 and r["gflop_per_step"] > 0
+        # a causal query sees at most what the paper's (non-causal) term counts
+        assert 1 <= r["causal_keys_per_query"] <= r["paper_keys_per_query"]
+    assert {r["time_vs_nearby"] for r in rows if r["pattern"] == "nearby"} == {1.0}
+    # known answers of the paper's term on a 4x4x4 grid
+    assert paper_keys_per_query("full", (4, 4, 4), (1, 1, 1), (1, 2, 2)) == 64
+    assert paper_keys_per_query("axial", (4, 4, 4), (1, 1, 1), (1, 2, 2)) == 12
+    assert paper_keys_per_query("block", (4, 4, 4), (1, 1, 1), (1, 2, 2)) == 4
+    assert paper_keys_per_query("nearby", (4, 4, 4), (1, 3, 3), (1, 2, 2)) == 147
+
+
+def test_cost_grids_grow_from_the_presets_grid_and_the_slope_reads_a_power_law():
+    from nuwa_lab.config import make_config
+    from nuwa_lab.lab.bench.model import cost_grids, log_log_slope
+
+    grids = cost_grids(make_config("tiny"))
+    assert [t * h * w for t, h, w in grids] == [256, 1024, 2048, 4096]
+    rows = [{"pattern": "full", "tokens": n, "sec_per_step": 3e-6 * n**2} for n in (256, 1024)]
+    rows += [{"pattern": "nearby", "tokens": n, "sec_per_step": 5e-4 * n} for n in (256, 1024)]
+    assert log_log_slope(rows, "full") == pytest.approx(2.0)
+    assert log_log_slope(rows, "nearby") == pytest.approx(1.0)
