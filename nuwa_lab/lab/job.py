@@ -9,7 +9,14 @@
    `<notebook>-image/` and `<notebook>-video/`, so the report covers all eight tasks;
 3. with `--sweeps`, the ablation sweeps of `experiments/*.yaml` at the same preset, before the
    results notebook (which always runs again: it takes seconds and reads whatever runs exist);
-4. `experiments/report.md` and `experiments/report.html` (`nuwa_lab.lab.experiment.report`).
+4. `experiments/reports/<preset>/report.md` and `report.html` (`nuwa_lab.lab.experiment.report`).
+
+While it runs it says what is happening: every ~12 s a line from inside the running notebook (the
+artifact training, step / total, loss, rate, ETA: `nuwa_lab.lab.progress`); after each notebook its
+time and about how long the rest will take (`nuwa_lab.lab.schedule.estimate`: earlier run records,
+else the README's times at tiny); at the end the time of each stage. `--dry-run` prints the plan and
+runs nothing: stages, which notebooks run or are skipped, the artifacts each needs and whether
+they are cached, the expected time.
 
 Artifacts (tokenizers, probes, models) are cached under `data/artifacts/` by config hash, so the
 notebooks of later stages load what earlier ones trained, and a second `make lab` only re-runs what
@@ -20,6 +27,8 @@ resume).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import subprocess
 import sys
 import time
@@ -35,6 +44,8 @@ from nuwa_lab.lab.experiment.report import write_report
 from nuwa_lab.lab.experiment.runner import describe, execute_run, run_sweep
 from nuwa_lab.lab.experiment.sweep import find_root
 from nuwa_lab.lab.experiment.worker import interrupt_on_sigterm
+from nuwa_lab.lab.progress import Tail, duration
+from nuwa_lab.lab.schedule import Estimate, describe_plan, estimate, expected_time, will_run
 
 # (stage, notebook prefixes): a notebook runs after every notebook of the stages before its own
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -51,6 +62,7 @@ MODALITIES = ("image", "video")  # the values of a notebook's MODALITY parameter
 # notebook run by hand uses the preset's sample.num_eval (64 at tiny). On 64 items one item is 1.6
 # points and a 90% rate reads 83-97% (95% interval); on 256 it reads 86-94%.
 LAB_NUM_EVAL = {"tiny": 256}
+SKIPPED = Estimate(0.0, "finished earlier: skipped")
 
 
 def project_root() -> Path:
@@ -139,9 +151,12 @@ def run_lab(
     sweeps: bool = False,
     preview: bool = True,
     progress: bool = True,
+    progress_every: float = 12.0,
     echo: Callable[[str], Any] = print,
 ) -> int:
-    """Run the lab (see the module docstring); returns the exit code."""
+    """Run the lab (see the module docstring); returns the exit code.
+
+    `progress`: a line from inside the running notebook every `progress_every` seconds."""
 
     start = time.perf_counter()
     host_before = matmul_rate() / 1e9  # the host's speed: lab times scale with it
@@ -163,29 +178,49 @@ def run_lab(
             f"no notebooks to run under {root / 'notebooks'}"
             + (f" matching {only}" if only else "")
         )
+    expected = []  # what each run should take: 0 when it will be skipped as finished
+    for run in plan:
+        stage, _, params, name = run
+        runs_it, _ = will_run(run, folder, force=force, always=stage == RESULTS_STAGE)
+        expected.append(estimate(folder, preset, name, params) if runs_it else SKIPPED)
+    to_run = [e for e in expected if e is not SKIPPED]
+    if plan:
+        echo(f"{len(to_run)} of {len(plan)} notebook runs to do: {expected_time(to_run)}")
+    stage_seconds: dict[str, float] = {}
     swept = False
-    for i, (stage, notebook, params, name) in enumerate(plan, 1):
-        if sweeps and stage == RESULTS_STAGE and not swept:
-            problems += [
-                f"sweep {n}" for n in run_sweeps(root, preset, runs_dir, echo, force=force)
-            ]
-            swept = True
-        label = f"[{i}/{len(plan)}] {stage}: {name}"
-        echo(f"{label} ...")
-        record = execute_run(
-            notebook,
-            params,
-            folder / name,
-            force=force or stage == RESULTS_STAGE,  # it only reads the runs, which may be new
-            progress=progress,
-            info={"sweep": folder.name, "key": name},
-            root=root,
-        )
-        echo(f"{label}: {describe(record)}")
-        if record["status"] != "ok":
-            problems.append(name)
+    with Tail(echo=echo, every=progress_every) if progress else contextlib.nullcontext() as tail:
+        for i, (stage, notebook, params, name) in enumerate(plan, 1):
+            if sweeps and stage == RESULTS_STAGE and not swept:
+                problems += [
+                    f"sweep {n}" for n in run_sweeps(root, preset, runs_dir, echo, force=force)
+                ]
+                swept = True
+            label = f"[{i}/{len(plan)}] {stage}: {name}"
+            echo(f"{label} ...")
+            began = time.perf_counter()
+            with tail.running(name) if tail else contextlib.nullcontext():
+                record = execute_run(
+                    notebook,
+                    params,
+                    folder / name,
+                    force=force or stage == RESULTS_STAGE,  # it reads the runs, which may be new
+                    progress=progress,
+                    info={"sweep": folder.name, "key": name},
+                    root=root,
+                )
+            stage_seconds[stage] = stage_seconds.get(stage, 0.0) + time.perf_counter() - began
+            echo(f"{label}: {describe(record)}")
+            if record["status"] != "ok":
+                problems.append(name)
+            rest = [e for e in expected[i:] if e is not SKIPPED]
+            if rest:
+                echo(f"    {expected_time(rest, left=True)}")
     if sweeps and not swept:
         problems += [f"sweep {n}" for n in run_sweeps(root, preset, runs_dir, echo, force=force)]
+    if stage_seconds:
+        echo("time per stage:")
+        for stage, seconds in stage_seconds.items():
+            echo(f"    {duration(seconds):>9}  {stage}")
 
     elapsed = time.perf_counter() - start
     host = (host_before, matmul_rate() / 1e9)
@@ -214,13 +249,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--report-only", action="store_true", help="only rebuild the report")
     parser.add_argument("--no-preview", action="store_true", help="skip the world preview")
-    parser.add_argument("--quiet", action="store_true", help="no per-cell progress bars")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress lines from inside the notebooks"
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (runs, cached artifacts, expected time) and run nothing",
+    )
+
+
+def dry_run(
+    preset: str,
+    *,
+    root: Path | None = None,
+    runs_dir: Path | None = None,
+    force: bool = False,
+    only: list[str] | None = None,
+    sweeps: bool = False,
+    preview: bool = True,
+    artifacts_root: Path | None = None,
+) -> str:
+    """The plan `run_lab` with the same arguments would follow, as text; runs nothing."""
+    root = Path(root or project_root()).resolve()
+    folder = lab_folder(Path(runs_dir or root / "experiments" / "runs"), preset)
+    plan = [run for run in lab_runs(root, preset) if not only or run[1].name[:2] in only]
+    return describe_plan(
+        plan,
+        preset=preset,
+        folder=folder,
+        results_stage=RESULTS_STAGE,
+        force=force,
+        sweeps=sweeps,
+        preview=preview and not only,
+        artifacts_root=artifacts_root,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     if args.report_only:
         md, page = write_report(args.preset, root=project_root())
         print(f"report: {md} and {page}")
+        return 0
+    if args.dry_run:
+        print(
+            dry_run(
+                args.preset,
+                force=args.force,
+                only=args.only,
+                sweeps=args.sweeps,
+                preview=not args.no_preview,
+            )
+        )
         return 0
 
     interrupt_on_sigterm()
@@ -232,6 +312,7 @@ def run(args: argparse.Namespace) -> int:
             sweeps=args.sweeps,
             preview=not args.no_preview,
             progress=not args.quiet,
+            echo=functools.partial(print, flush=True),  # lines appear at once in a log file too
         )
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume (finished notebooks are kept)")
