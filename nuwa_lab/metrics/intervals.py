@@ -42,9 +42,7 @@ def _z(confidence: float) -> float:
     return float(stats.norm.ppf(1 - (1 - confidence) / 2))
 
 
-def wilson_interval(
-    successes: int, n: int, confidence: float = CONFIDENCE
-) -> tuple[float, float]:
+def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """The Wilson score interval (low, high) of the proportion successes / n."""
     if n <= 0 or not 0 <= successes <= n:
         raise ValueError(f"need 0 <= successes <= n and n > 0, got {successes} of {n}")
@@ -115,7 +113,8 @@ def difference_interval(
 
 
 def verdict(low: float, high: float) -> str:
-    """"holds here" when the interval of a difference excludes zero, else "not resolved ..."."""
+    """The verdict: "holds here" when the interval of a difference excludes zero, else "not
+    resolved at this budget"."""
     return HOLDS if low > 0 or high < 0 else NOT_RESOLVED
 
 
