@@ -15,13 +15,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "world": ("nuwa_lab.lab.world_cli", "the Shapes World: preview samples, measure the rate"),
     "bench": ("nuwa_lab.lab.bench", "speed benchmarks, as ratios measured in one process"),
     "probe": ("nuwa_lab.lab.probe_cli", "train / load the probes and print their accuracies"),
+    "plan": ("nuwa_lab.lab.plan", "parameters, FLOPs, memory and GPU step time of a preset"),
     "sweep": (
         "nuwa_lab.lab.experiment.cli",
         "run a sweep file: notebooks x parameter grid, papermill",
     ),
     "lab": (
         "nuwa_lab.lab.job",
-        "the main job: every notebook in order, then experiments/report.md",
+        "the main job: every notebook in order, then experiments/reports/<preset>/",
     ),
 }
 

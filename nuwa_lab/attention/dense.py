@@ -37,6 +37,13 @@ def _cached_mask(spec: AttentionSpec, n_keys: int, device: str) -> torch.Tensor:
     return spec_mask(spec, None, n_keys=n_keys, device=torch.device(device))
 
 
+@lru_cache(maxsize=64)
+def _every_row_sees_a_key(spec: AttentionSpec, n_keys: int, device: str) -> bool:
+    # read once per cached mask: on a GPU, `bool(tensor)` waits for the device (a host sync),
+    # which every attention layer of every forward pass would otherwise pay
+    return bool(_cached_mask(spec, n_keys, device).any(-1).all())
+
+
 def oracle_mask(
     spec: AttentionSpec, q_positions: torch.Tensor | None, n_keys: int, device
 ) -> torch.Tensor:
@@ -45,6 +52,8 @@ def oracle_mask(
         # decoding steps (q_positions) take their rows of the cached mask: building them anew
         # for every layer at every step costs more than the step's attention itself
         mask = _cached_mask(spec, n_keys, str(device))
+        if _every_row_sees_a_key(spec, n_keys, str(device)):
+            return mask if q_positions is None else mask[q_positions]  # so every subset too
         if q_positions is not None:
             mask = mask[q_positions]
     else:

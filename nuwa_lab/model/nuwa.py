@@ -153,13 +153,16 @@ class Nuwa(nn.Module):
 
     def encode(self, condition: Condition) -> Tensor:
         """The encoder output $C^{(L)}$, (b, n_c, d)."""
+        return self._encode(condition, condition.key_padding())
+
+    def _encode(self, condition: Condition, padding: Tensor | None) -> Tensor:
         if condition.kind == "text" and condition.grid[2] > self.text_length:
             raise ValueError(
                 f"caption length {condition.grid[2]} exceeds the model's text_length "
                 f"{self.text_length}; build the model with text_length >= {condition.grid[2]}"
             )
         x = self.drop(self.condition_embedding(condition))
-        spec, padding = self.encoder_spec(condition), condition.key_padding()
+        spec = self.encoder_spec(condition)
         for block in self.encoder:
             x = block(x, spec, grid=condition.grid, key_padding=padding)
         return self.encoder_norm(x)
@@ -174,11 +177,12 @@ class Nuwa(nn.Module):
         """
         grid = self._check_target(condition, target_tokens)
         target = target_tokens.reshape(target_tokens.shape[0], -1)
-        memory = self.encode(condition)
+        # read on the host once, before any kernel is queued (on a GPU, a read waits for them)
+        padding = condition.key_padding()
+        memory = self._encode(condition, padding)
         task = self.target_embedding.task_index(condition.kind, grid)
         x = self.drop(self.target_embedding(self.target_embedding.shift_right(target), grid, task))
         self_spec, cross_spec = self.decoder_spec(), self.cross_spec(condition)
-        padding = condition.key_padding()
         for block in self.decoder:
             kv = block.cross_attn.keys_values(memory)
             x = block(
@@ -227,13 +231,14 @@ class Nuwa(nn.Module):
     @torch.no_grad()
     def start(self, condition: Condition, grid: tuple[int, int, int]) -> DecodeState:
         """Encode the condition once; cross keys/values once per layer; empty self caches."""
-        memory = self.encode(condition)
+        padding = condition.key_padding()
+        memory = self._encode(condition, padding)
         n = grid[0] * grid[1] * grid[2]
         caches = [new_cache(b, memory, batch=condition.batch, length=n) for b in self.decoder]
         return DecodeState(
             grid=tuple(grid),
             memory_grid=condition.grid,
-            memory_padding=condition.key_padding(),
+            memory_padding=padding,
             task=self.target_embedding.task_index(condition.kind, grid),
             cross_spec=self.cross_spec(condition),
             caches=caches,

@@ -55,7 +55,7 @@ def region_psnr(x: Tensor, y: Tensor, region: Tensor) -> Tensor:
             f"region_psnr: x {tuple(x.shape)} and y {tuple(y.shape)} must be equal "
             "(b, 3, H, W) or (b, t, 3, H, W)"
         )
-    weight = region.to(torch.float64).unsqueeze(-3)  # (b, [t,] 1, H, W)
+    weight = region.to(x.device, torch.float64).unsqueeze(-3)  # (b, [t,] 1, H, W)
     weight = weight.expand_as(x)
     sq = (x.detach().double() - y.detach().double()).pow(2) * weight
     count = weight.flatten(1).sum(dim=1)
@@ -288,8 +288,8 @@ def manipulation_metrics(
     if edit_region is not None:
         keep = ~edit_region
     else:
-        frames = torch.arange(source.shape[1])
-        first = torch.tensor(list(given_frames))
+        frames = torch.arange(source.shape[1], device=source.device)
+        first = torch.tensor(list(given_frames), device=source.device)
         keep = (frames[None] < first[:, None])[:, :, None, None].expand(
             *source.shape[:2], *source.shape[-2:]
         )

@@ -231,16 +231,17 @@ def task_tensors(
     tokenizer = tokenizers.visual
     f = tokenizer.downsample
     grid = tuple(grid) if grid is not None else _default_grid(spec, model, inputs, f)
-    fixed = torch.zeros((b, *grid), dtype=torch.bool)
-    given = torch.zeros((b, *grid), dtype=torch.long)
+    # everything is built on the model's device, whatever device the raw inputs are on
+    fixed = torch.zeros((b, *grid), dtype=torch.bool, device=device)
+    given = torch.zeros((b, *grid), dtype=torch.long, device=device)
     if spec.fixed == "visible":
-        visible = inputs["visible"]
-        painted = torch.where(visible[:, None], inputs["pixels"], _background(inputs["pixels"]))
-        fixed = tokens_inside(visible, f)
-        given = _encode(tokenizer, painted)
+        visible, pixels = inputs["visible"], inputs["pixels"]
+        painted = torch.where(visible.to(pixels.device)[:, None], pixels, _background(pixels))
+        fixed = tokens_inside(visible.to(device), f)
+        given = _encode(tokenizer, painted, device)
     elif spec.fixed == "outside_edit":
-        fixed = tokens_inside(~inputs["edit_region"], f)
-        given = _encode(tokenizer, inputs["pixels"])
+        fixed = tokens_inside(~inputs["edit_region"].to(device), f)
+        given = _encode(tokenizer, inputs["pixels"], device)
     elif spec.fixed == "first_frames":
         frames, counts = inputs["pixels"].shape[1], inputs["given_frames"]
         for i, g in enumerate(counts):
@@ -248,21 +249,15 @@ def task_tensors(
                 raise ValueError(f"given_frames={g} must be in 1..{frames - 1} for {frames} frames")
             fixed[i, :g] = True
         # frames are encoded one by one, so later frames never leak into the given codes
-        given[:, : max(counts)] = _encode(tokenizer, inputs["pixels"][:, : max(counts)])
+        given[:, : max(counts)] = _encode(tokenizer, inputs["pixels"][:, : max(counts)], device)
     if tuple(fixed.shape[1:]) != grid:
         raise ValueError(f"the inputs give a token grid {tuple(fixed.shape[1:])}, not {grid}")
     given = torch.where(fixed, given, 0)
     condition = _condition(spec, inputs, b, tokenizers, context, given, fixed, model)
     target = None
     if with_target:
-        target = torch.where(fixed, given, _encode(tokenizer, inputs[spec.target]))
-    return TaskTensors(
-        condition.to(device),
-        grid,
-        fixed.to(device),
-        given.to(device),
-        None if target is None else target.to(device),
-    )
+        target = torch.where(fixed, given, _encode(tokenizer, inputs[spec.target], device))
+    return TaskTensors(condition.to(device), grid, fixed, given, target)
 
 
 def _default_grid(spec: TaskSpec, model: Nuwa, inputs: dict, f: int) -> tuple[int, ...]:
@@ -281,9 +276,9 @@ def _background(pixels: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def _encode(tokenizer: VQModel | VQGANSeg, pixels: Tensor) -> Tensor:
-    device = next(tokenizer.parameters()).device
-    return tokenizer.encode(pixels.to(device)).cpu()
+def _encode(tokenizer: VQModel | VQGANSeg, pixels: Tensor, device: torch.device) -> Tensor:
+    """Codes of `pixels` (or class maps), encoded on the tokenizer's device, put on `device`."""
+    return tokenizer.encode(pixels.to(next(tokenizer.parameters()).device)).to(device)
 
 
 def _condition(spec, inputs, b, tokenizers: Tokenizers, context, given, fixed, model):
@@ -299,11 +294,11 @@ def _condition(spec, inputs, b, tokenizers: Tokenizers, context, given, fixed, m
             raise ValueError(
                 f"task {spec.name!r} reads a sketch: pass Tokenizers(..., sketch=VQGANSeg)"
             )
-        codes = _encode(tokenizers.sketch, inputs["sketch"])
+        codes = _encode(tokenizers.sketch, inputs["sketch"], given.device)
         return Condition.video_sketch(codes) if spec.video else Condition.image_sketch(codes)
     if context:
         return Condition.image_sketch(torch.where(fixed, given, mask_code(model)))
-    return Condition.none(b)
+    return Condition.none(b, device=given.device)
 
 
 def run_task(
