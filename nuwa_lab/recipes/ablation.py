@@ -11,7 +11,7 @@ sketch-to-video (S2V): the condition is a sketch video, so the pattern acts in a
 
 Every arm trains from the same initial seed with the same data, steps, batch and learning rate
 (`ablation_config`); only the pattern differs. Training is `nuwa_lab.recipes.finetune`'s S2V loop
-started from an untrained model; `nuwa_lab.lab.bench.model.pattern_costs` measures the price of each
+started from an untrained model; `nuwa_lab.lab.bench.costs.pattern_costs` measures the price of each
 pattern per training step (time and tensor memory) on random codes, side by side in one process.
 
 | symbol | code |

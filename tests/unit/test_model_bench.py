@@ -85,7 +85,7 @@ def test_quick_model_bench_reports_its_three_ratios(capsys):
 
 def test_the_cost_curve_measures_every_pattern_at_every_grid_with_the_papers_keys():
     from nuwa_lab.config import make_config
-    from nuwa_lab.lab.bench.model import cost_curve, paper_keys_per_query, relative_to
+    from nuwa_lab.lab.bench.costs import cost_curve, paper_keys_per_query, relative_to
 
     cfg = make_config("smoke", device="cpu")
     grids = ((2, 4, 4), (4, 4, 4))
@@ -107,7 +107,7 @@ def test_the_cost_curve_measures_every_pattern_at_every_grid_with_the_papers_key
 
 def test_cost_grids_grow_from_the_presets_grid_and_the_slope_reads_a_power_law():
     from nuwa_lab.config import make_config
-    from nuwa_lab.lab.bench.model import cost_grids, log_log_slope
+    from nuwa_lab.lab.bench.costs import cost_grids, log_log_slope
 
     grids = cost_grids(make_config("tiny"))
     assert [t * h * w for t, h, w in grids] == [256, 1024, 2048, 4096]

@@ -16,7 +16,7 @@ TARGETS: dict[str, str] = {
     "attention": "nuwa_lab.lab.bench.attention:run",
     "model": "nuwa_lab.lab.bench.model:run",
     "step": "nuwa_lab.lab.bench.model:run_step_profile",
-    "cost": "nuwa_lab.lab.bench.model:run_cost_curve",
+    "cost": "nuwa_lab.lab.bench.costs:run_cost_curve",
     "tokenizer": "nuwa_lab.lab.bench.tokenizer:run",
 }
 
