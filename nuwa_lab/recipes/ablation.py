@@ -36,25 +36,62 @@ from nuwa_lab.tasks.metrics import text_to_visual_metrics
 TASK = "s2v"  # the paper's ablation task
 
 
-def ablation_config(cfg: Config, attention: str, *, steps: int | None = None) -> Config:
+def ablation_config(
+    cfg: Config,
+    attention: str,
+    *,
+    steps: int | None = None,
+    batch: int | None = None,
+    downsample: int | None = None,
+) -> Config:
     """`cfg` with `attention` everywhere and a from-scratch budget for the S2V arm.
 
-    Steps and batch are the fine-tuning budget (`cfg.tasks`, or `steps`); the learning rate and
-    warm-up are pretraining's (`cfg.train`), since the model starts untrained.
+    Steps and batch are the fine-tuning budget (`cfg.tasks`, or `steps` / `batch`); the learning
+    rate and warm-up are pretraining's (`cfg.train`), since the model starts untrained.
+    `downsample` sets the tokenizers' factor f, hence the token grid (T, side/f, side/f): the
+    ablation's longer sequence (f = 2 on the tiny world: 4 x 16 x 16 = 1,024 tokens) uses it.
+    None or 0 keeps the preset's value for each of the three.
     """
     if attention not in PATTERNS:
         raise ValueError(f"unknown attention {attention!r}; valid: {', '.join(PATTERNS)}")
+    for name, value in (("steps", steps), ("batch", batch), ("downsample", downsample)):
+        if value is not None and value < 0:
+            raise ValueError(f"{name} must be 0 (the preset's) or positive, got {value}")
     model = dataclasses.replace(cfg.model, attention=attention, cross_attention=attention)
-    n = cfg.tasks.finetune_steps if steps is None or steps <= 0 else steps
+    n = steps or cfg.tasks.finetune_steps
+    tokenizer = cfg.tokenizer
+    if downsample:
+        if cfg.world.image_size % downsample or downsample & (downsample - 1):
+            raise ValueError(
+                f"downsample must be a power of two that divides world.image_size "
+                f"({cfg.world.image_size}), got {downsample}"
+            )
+        tokenizer = dataclasses.replace(tokenizer, downsample=downsample)
     tasks = dataclasses.replace(
         cfg.tasks,
         finetune_steps=n,
+        finetune_batch_size=batch or cfg.tasks.finetune_batch_size,
         finetune_lr=cfg.train.lr,
         finetune_warmup=min(cfg.train.warmup, max(1, n // 10)),
         # the S2V row of the fine-tuning budgets is for a pretrained start, not this one
         finetune_budgets=tuple(row for row in cfg.tasks.finetune_budgets if row[0] != TASK),
     )
-    return dataclasses.replace(cfg, model=model, tasks=tasks)
+    return dataclasses.replace(cfg, model=model, tasks=tasks, tokenizer=tokenizer)
+
+
+def equal_time_steps(
+    sec_per_step: dict[str, float], attention: str, steps: int, reference: str = "full"
+) -> int:
+    """Steps of `attention` that take as long as `steps` steps of `reference` (equal wall-clock).
+
+    steps_arm = round(steps · t_reference / t_arm), with t the seconds per training step of each
+    pattern measured side by side in one process (`pattern_costs`), so the budget is the
+    reference's time on this machine, whatever its speed. At least one step.
+    """
+    for name in (attention, reference):
+        if not sec_per_step.get(name, 0) > 0:
+            raise ValueError(f"no positive seconds per step for {name!r} in {sec_per_step}")
+    return max(1, round(steps * sec_per_step[reference] / sec_per_step[attention]))
 
 
 def train_from_scratch(cfg: Config, *, workdir=None, progress: bool = True):

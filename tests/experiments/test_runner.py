@@ -155,6 +155,38 @@ def test_several_notebooks_give_one_folder_per_notebook_and_point(project: Path)
         load_sweep(path)
 
 
+def test_excluded_grid_points_get_no_run_and_bad_exclusions_are_named(project: Path) -> None:
+    path = write_sweep(
+        project,
+        "notebook: notebooks/99_test.ipynb\ngrid: {SEED: [0, 1], X: [1, 2]}\n"
+        "exclude: [{X: 2, SEED: 1}]\n",
+    )
+    keys = [r.key for r in load_sweep(path, preset="smoke").runs()]
+    assert keys == [
+        "PRESET=smoke-SEED=0-X=1",
+        "PRESET=smoke-SEED=0-X=2",
+        "PRESET=smoke-SEED=1-X=1",
+    ]
+    # a partial point excludes every point that matches it
+    path = write_sweep(
+        project, "notebook: notebooks/99_test.ipynb\ngrid: {SEED: [0, 1], X: [1, 2]}\n"
+        "exclude: [{X: 2}]\n"
+    )
+    assert [r.params["X"] for r in load_sweep(path).runs()] == [1, 1]
+    for exclude, message in (
+        ("[{Y: 2}]", "'Y', which is not a grid key; grid keys: SEED, X"),
+        ("[{X: 3}]", "X=3 is not in the grid's \\[1, 2\\]"),
+        ("{X: 2}", "must be a list of partial grid points"),
+        ("[{}]", "non-empty mapping"),
+    ):
+        path = write_sweep(
+            project,
+            f"notebook: notebooks/99_test.ipynb\ngrid: {{SEED: [0, 1], X: [1, 2]}}\nexclude: {exclude}\n",
+        )
+        with pytest.raises(ValueError, match=message):
+            load_sweep(path)
+
+
 def test_grid_runs_into_named_folders_then_skips_and_force_reruns(project: Path) -> None:
     path = write_sweep(
         project,

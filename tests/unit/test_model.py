@@ -261,3 +261,27 @@ def test_ablation_arms_differ_only_in_the_pattern() -> None:
         assert same == arms["full"].model
     with pytest.raises(ValueError, match="unknown attention"):
         ablation_config(base, "sparse")
+
+
+def test_ablation_longer_grid_batch_and_equal_time_budget() -> None:
+    from nuwa_lab.recipes.ablation import ablation_config, equal_time_steps
+
+    base = make_config("tiny")
+    arm = ablation_config(base, "nearby", steps=150, batch=4, downsample=2)
+    assert arm.tokenizer.downsample == 2 and arm.tasks.finetune_batch_size == 4
+    assert arm.world.image_size // arm.tokenizer.downsample == 16  # 4 x 16 x 16 tokens
+    same = ablation_config(base, "nearby", steps=0, batch=0, downsample=0)
+    assert same.tokenizer == base.tokenizer
+    assert same.tasks.finetune_batch_size == base.tasks.finetune_batch_size
+    for bad in ({"downsample": 3}, {"downsample": 64}, {"batch": -1}):
+        with pytest.raises(ValueError):
+            ablation_config(base, "nearby", **bad)
+    # equal wall-clock: steps x t_full / t_arm, the reference keeps its steps, at least one step
+    seconds = {"full": 1.0, "axial": 0.5, "block": 0.25, "nearby": 2.0}
+    assert equal_time_steps(seconds, "full", 150) == 150
+    assert equal_time_steps(seconds, "axial", 150) == 300
+    assert equal_time_steps(seconds, "block", 150) == 600
+    assert equal_time_steps(seconds, "nearby", 150) == 75
+    assert equal_time_steps({"full": 0.001, "nearby": 10.0}, "nearby", 5) == 1
+    with pytest.raises(ValueError, match="no positive seconds per step for 'axial'"):
+        equal_time_steps({"full": 1.0, "axial": 0.0}, "axial", 10)

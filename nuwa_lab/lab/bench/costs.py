@@ -53,8 +53,8 @@ def s2v_step_flops(cfg: Config, sizes: dict, batch: int) -> int:
     )
 
 
-def step_cost(model: Nuwa, condition: Condition, target: torch.Tensor, *, repeats: int = 3):
-    """Median seconds and peak tensor MB of one training step (forward, backward, AdamW)."""
+def training_step(model: Nuwa, condition: Condition, target: torch.Tensor):
+    """One training step (forward, backward, AdamW) of `model` as a function of no arguments."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     model.train()
 
@@ -64,6 +64,12 @@ def step_cost(model: Nuwa, condition: Condition, target: torch.Tensor, *, repeat
         opt.step()
         opt.zero_grad(set_to_none=True)
 
+    return step
+
+
+def step_cost(model: Nuwa, condition: Condition, target: torch.Tensor, *, repeats: int = 3):
+    """Median seconds and peak tensor MB of one training step (forward, backward, AdamW)."""
+    step = training_step(model, condition, target)
     step()  # warm-up (and the optimizer's state)
     mb, _ = peak_memory_mb(step)
     times = []
@@ -75,12 +81,18 @@ def step_cost(model: Nuwa, condition: Condition, target: torch.Tensor, *, repeat
 
 
 def pattern_costs(
-    cfg: Config, patterns=PATTERNS, *, batch: int | None = None, repeats: int = 3
+    cfg: Config, patterns=PATTERNS, *, batch: int | None = None, repeats: int = 5
 ) -> list[dict[str, Any]]:
     """Per pattern: decoder keys per query (causal mean), model GFLOP per training step, and the
-    measured time and peak tensor memory of one S2V training step of an untrained model."""
+    measured time and peak tensor memory of one S2V training step of an untrained model.
+
+    The timed steps take turns (full, axial, block, nearby, full, ...; `repeats` rounds after a
+    warm-up), and each pattern's time is its median: a stall of the machine, or a slow start, then
+    lands in one step of every pattern rather than in all the steps of one, so the ratios between
+    patterns (the equal wall-clock budget of the ablation) hold on a busy machine too.
+    `sec_per_step_spread` is the (min, max) of each pattern's timed steps."""
     batch = batch or cfg.tasks.finetune_batch_size
-    rows = []
+    rows, steps = [], []
     for pattern in patterns:
         arm = ablation_config(cfg, pattern)
         sizes = model_sizes(arm, text_vocab=8)
@@ -89,15 +101,27 @@ def pattern_costs(
         condition, target = random_s2v(arm, batch, torch.Generator().manual_seed(0))
         grid = sizes["max_grid"]
         keys = int(model.decoder_spec().mask(grid, grid).sum()) / (grid[0] * grid[1] * grid[2])
-        flops = s2v_step_flops(arm, sizes, batch)
+        step = training_step(model, condition, target)
+        step()  # warm-up (and the optimizer's state)
+        mb, _ = peak_memory_mb(step)
+        steps.append(step)
         rows.append(
             {
                 "pattern": pattern,
                 "keys_per_query": round(keys, 1),
-                "gflop_per_step": round(flops / 1e9, 2),
-                **step_cost(model, condition, target, repeats=repeats),
+                "gflop_per_step": round(s2v_step_flops(arm, sizes, batch) / 1e9, 2),
+                "peak_mem_mb": mb,
             }
         )
+    times: list[list[float]] = [[] for _ in rows]
+    for _ in range(repeats):
+        for step, measured in zip(steps, times, strict=True):
+            start = time.perf_counter()
+            step()
+            measured.append(time.perf_counter() - start)
+    for row, measured in zip(rows, times, strict=True):
+        row["sec_per_step"] = statistics.median(measured)
+        row["sec_per_step_spread"] = (min(measured), max(measured))
     return rows
 
 

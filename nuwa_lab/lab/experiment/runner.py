@@ -394,6 +394,7 @@ def run_sweep(
             "notebooks": [os.path.relpath(nb, sweep.root) for nb in sweep.notebooks],
             "base": sweep.base,
             "grid": sweep.grid,
+            "exclude": list(sweep.exclude),
         },
     )
     result = SweepResult(name=sweep.name, folder=folder)

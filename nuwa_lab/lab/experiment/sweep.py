@@ -8,6 +8,14 @@ base:  {PRESET: tiny}           # passed to every run
 grid:  {ATTENTION: [full, axial, block, nearby], SEED: [0, 1, 2]}   # the cartesian product
 ```
 
+Grid points that need no run of their own are left out with `exclude:`, a list of partial grid
+points; a point is skipped when it matches every key of one entry:
+
+```yaml
+grid:    {ATTENTION: [full, axial, block, nearby], BUDGET: [steps, time]}
+exclude: [{ATTENTION: full, BUDGET: time}]   # full's time budget is its own steps run
+```
+
 Several notebooks: `notebooks: [notebooks/06_*.ipynb, notebooks/07_*.ipynb]` (paths or glob
 patterns; each entry must match at least one notebook). Paths are relative to the project root: the
 nearest folder above the sweep file that holds `notebooks/`, failing that the nearest one at or
@@ -42,7 +50,7 @@ from typing import Any
 from nuwa_lab.config import PRESETS
 from nuwa_lab.lab.experiment.notebook import notebook_parameters
 
-SWEEP_KEYS = ("name", "description", "notebook", "notebooks", "base", "grid")
+SWEEP_KEYS = ("name", "description", "notebook", "notebooks", "base", "grid", "exclude")
 NAME_KEYS_ALWAYS = ("PRESET",)  # part of every run's folder name: runs of two presets never collide
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+,=-]")
 
@@ -71,6 +79,7 @@ class Sweep:
     description: str = ""
     # `notebooks: [...]` form: each run folder starts with the notebook stem, however many match
     by_notebook: bool = False
+    exclude: tuple[dict[str, Any], ...] = ()  # partial grid points that are not run
     declared: dict[Path, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
 
     def runs(self) -> list[Run]:
@@ -79,7 +88,10 @@ class Sweep:
         runs, seen = [], {}
         for notebook in self.notebooks:
             for values in itertools.product(*(self.grid[k] for k in keys)):
-                params = {**self.base, **dict(zip(keys, values, strict=True))}
+                point = dict(zip(keys, values, strict=True))
+                if any(all(point[k] == v for k, v in e.items()) for e in self.exclude):
+                    continue
+                params = {**self.base, **point}
                 name_keys = sorted(set(keys) | {k for k in NAME_KEYS_ALWAYS if k in params})
                 key = run_name(params, name_keys)
                 if self.by_notebook or len(self.notebooks) > 1:
@@ -246,6 +258,7 @@ def sweep_from_dict(
     both = sorted(set(base) & set(grid))
     if both:
         raise ValueError(f"{source}: {both} appear in both base and grid; keep each key in one")
+    exclude = _exclusions(data.get("exclude", []), grid, source)
 
     declared = {nb: notebook_parameters(nb) for nb in notebooks}
     problems = []
@@ -277,7 +290,35 @@ def sweep_from_dict(
         description=str(data.get("description", "")),
         declared=declared,
         by_notebook="notebooks" in data,
+        exclude=exclude,
     )
+
+
+def _exclusions(
+    entries: Any, grid: dict[str, list[Any]], source: str
+) -> tuple[dict[str, Any], ...]:
+    """`exclude:` checked: a list of mappings whose keys are grid keys and values grid values."""
+    if not isinstance(entries, list):
+        raise ValueError(
+            f"{source}: `exclude` must be a list of partial grid points, e.g. "
+            "[{ATTENTION: full, BUDGET: time}]"
+        )
+    out = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not entry:
+            raise ValueError(f"{source}: each `exclude` entry must be a non-empty mapping, got {entry!r}")
+        for key, value in entry.items():
+            if key not in grid:
+                raise ValueError(
+                    f"{source}: `exclude` names {key!r}, which is not a grid key; grid keys: "
+                    f"{', '.join(grid)}"
+                )
+            if value not in grid[key]:
+                raise ValueError(
+                    f"{source}: `exclude` value {key}={value!r} is not in the grid's {grid[key]}"
+                )
+        out.append(dict(entry))
+    return tuple(out)
 
 
 def _close_match(key: str, valid: list[str]) -> str:
