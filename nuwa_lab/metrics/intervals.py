@@ -10,6 +10,7 @@ difference excludes zero.
 | a proportion $\hat p = k/n$ | Wilson score | `wilson_interval(k, n)` |
 | mean over items (PSNR), set statistic (lab-FID) | bootstrap over items | `bootstrap_interval(x)` |
 | an arm over seeds | mean ± sd | `seed_summary(values)` |
+| the mean of an arm over seeds | t-interval | `mean_interval(values)` |
 | arm A − arm B over seeds | Welch t-interval | `difference_interval(a, b)` |
 
 Wilson (1927): with $z = \Phi^{-1}(1 - \alpha/2)$,
@@ -91,6 +92,15 @@ def seed_summary(values: Sequence[float]) -> dict[str, float]:
         raise ValueError("no values to summarise")
     sd = float(x.std(ddof=1)) if len(x) > 1 else float("nan")
     return {"mean": float(x.mean()), "sd": sd, "n": int(len(x))}
+
+
+def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The t-interval (low, high) of the mean of per-seed values: mean ± t_{n-1} · sd / sqrt(n)."""
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) < 2:
+        raise ValueError(f"need at least 2 values for an interval of their mean, got {len(x)}")
+    half = float(stats.t.ppf(1 - (1 - confidence) / 2, len(x) - 1)) * x.std(ddof=1) / math.sqrt(len(x))
+    return float(x.mean()) - half, float(x.mean()) + half
 
 
 def difference_interval(

@@ -84,3 +84,15 @@ def test_seed_summary_and_formatting():
     assert s == {"mean": 2.0, "sd": 1.0, "n": 3}
     assert format_interval(0.902, 0.86, 0.934, percent=True) == "90.2% [86.0, 93.4]"
     assert format_interval(31.52, 30.1, 32.83) == "31.5 [30.1, 32.8]"
+
+
+def test_mean_interval_is_the_t_interval_of_scipy():
+    from nuwa_lab.metrics.intervals import mean_interval
+
+    values = [0.91, 0.88, 0.93]
+    low, high = mean_interval(values)
+    ref = stats.t.interval(0.95, 2, loc=np.mean(values), scale=stats.sem(values))
+    assert (low, high) == pytest.approx(ref)
+    assert mean_interval([2.0, 2.0, 2.0]) == (2.0, 2.0)
+    with pytest.raises(ValueError, match="at least 2 values"):
+        mean_interval([1.0])

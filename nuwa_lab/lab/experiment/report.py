@@ -27,12 +27,21 @@ from pathlib import Path
 from typing import Any
 
 from nuwa_lab.lab.experiment.collect import collect, flatten, format_cell
+from nuwa_lab.lab.experiment.compare import (
+    COMPARISONS,
+    EXPLANATION,
+    NO_INTERVAL,
+    SHOWN,
+    Comparison,
+    comparison_tables,
+)
 from nuwa_lab.lab.experiment.document import Document
 from nuwa_lab.lab.experiment.lab_runs import lab_folder, read_lab_runs, task_target_rows
 from nuwa_lab.lab.experiment.paper import NOT_COMPARABLE, NOTEBOOK_REFERENCES, SWEEP_REFERENCES
 from nuwa_lab.lab.experiment.results import SWEEPS as SWEEP_ORDER
 from nuwa_lab.lab.experiment.results import sweep_tables
 from nuwa_lab.lab.experiment.runner import METRICS_FILE, provenance, read_json
+from nuwa_lab.lab.experiment.task_seeds import targets_over_seeds, task_seed_runs
 
 FIGURES_PER_NOTEBOOK = 6
 COMPARISON_KEY = "paper_comparison"  # a metric holding rows that quote the paper beside ours
@@ -121,6 +130,19 @@ def _task_targets_section(doc: Document, runs: list[dict[str, Any]]) -> None:
     doc.table(rows, floatfmt=".3g")
 
 
+def _task_seeds_section(doc: Document, runs_dir: Path, preset: str) -> None:
+    rows = targets_over_seeds(task_seed_runs(runs_dir, preset))
+    if not rows:
+        return
+    doc.heading("The task targets over seeds", 2)
+    doc.paragraph(
+        "From `python -m nuwa_lab sweep experiments/task_seeds.yaml`: every task trained and "
+        "measured once per seed (pretraining included), each seed's value (✓ met, ✗ missed), "
+        "the mean with its 95% t-interval over the seeds, and whether every seed met the goal."
+    )
+    doc.table(rows)
+
+
 def _notebook_section(doc: Document, run: dict[str, Any]) -> None:
     doc.heading(run["title"], 3)
     record = run["record"]
@@ -189,12 +211,26 @@ def _sweep_section(doc: Document, name: str, data: dict, path: Path, runs_dir: P
         if len(tables) > 1:
             doc.paragraph(f"`{notebook}`:")
         doc.table(table, columns)
+    if name in COMPARISONS:
+        _comparison_section(doc, rows, COMPARISONS[name])
     if any(ref.sweep == name for ref in SWEEP_REFERENCES):
         doc.note(f"{NOT_COMPARABLE}: compare the ordering of the settings, not the values.")
     doc.paragraph(
         f"{len(rows)} finished runs; mean ± standard deviation over seeds where there are several. "
         f"All runs: `python -m nuwa_lab sweep experiments/{path.name} --table`."
     )
+
+
+def _comparison_section(doc: Document, rows: list[dict[str, Any]], comparison: Comparison) -> None:
+    """The arms against the reference, per metric, with 95% intervals over seeds (`compare`)."""
+    tables = comparison_tables(rows, comparison)
+    if not tables:
+        doc.paragraph(NO_INTERVAL)
+    for caption, subset in tables:
+        doc.paragraph(caption)
+        doc.table(subset, list(SHOWN))
+    if tables:
+        doc.note(EXPLANATION)
 
 
 def _comparisons(runs: list[dict[str, Any]], sweep_names: list[str], runs_dir: Path, preset: str):
@@ -256,6 +292,7 @@ def build_report(
     else:
         doc.paragraph(f"No notebook has run at preset {preset} yet.")
     _task_targets_section(doc, runs)
+    _task_seeds_section(doc, runs_dir, preset)
     if runs:
         doc.heading("Notebooks", 2)
         for run in runs:

@@ -7,10 +7,14 @@ a fresh checkout and say what exists.
 | question | code |
 |---|---|
 | what has been run at this preset? | `overview(preset)` |
-| a sweep as one table (settings as columns, the paper beside) | `sweep_markdown(name, preset)` |
+| a sweep as one table (settings as columns, the paper beside), then its arms' differences with
+  95% intervals over seeds (`compare`) | `sweep_markdown(name, preset)` |
+| the verdict on each difference, one sentence each | `sweep_verdicts(name, preset, metrics)` |
 | metrics per setting, mean ± std over seeds | `plot_metrics(rows, by, metrics)` |
 | quality against time and memory (attention ablation) | `plot_tradeoff(rows, by, quality, costs)` |
+| the runs of one budget (equal steps / equal time) | `at_budget(rows, "steps")` |
 | what each notebook of the lab logged | `lab_markdown(preset)` |
+| the task targets over seeds (sweep `task_seeds`) | `task_seeds_markdown(preset)` |
 """
 
 from __future__ import annotations
@@ -28,12 +32,21 @@ from nuwa_lab.lab.experiment.collect import (
     setting_label,
     to_markdown,
 )
+from nuwa_lab.lab.experiment.compare import COMPARISONS, comparison_markdown, verdict_lines
 from nuwa_lab.lab.experiment.lab_runs import lab_folder, read_lab_runs, task_target_rows
 from nuwa_lab.lab.experiment.paper import NOT_COMPARABLE, SWEEP_REFERENCES
 from nuwa_lab.lab.experiment.runner import METRICS_FILE, RUN_FILE, default_runs_dir, read_json
 from nuwa_lab.lab.experiment.sweep import find_root
+from nuwa_lab.lab.experiment.task_seeds import targets_over_seeds, task_seed_runs
 
-SWEEPS = ("tokenizer_ablation", "attention_ablation", "multitask_ablation", "tasks")
+SWEEPS = (
+    "tokenizer_ablation",
+    "attention_ablation",
+    "attention_ablation_long",
+    "multitask_ablation",
+    "tasks",
+    "task_seeds",
+)
 
 
 def _runs_dir(runs_dir: str | Path | None) -> Path:
@@ -88,11 +101,37 @@ def sweep_markdown(name: str, preset: str, *, runs_dir: str | Path | None = None
         if len(tables) > 1:
             parts.append(f"`{notebook}`:")
         parts.append(to_markdown(table, columns))
+    if name in COMPARISONS:
+        parts.append(comparison_markdown(rows, COMPARISONS[name]))
     if any(ref.sweep == name for ref in SWEEP_REFERENCES):
         parts.append(f"> {NOT_COMPARABLE}: compare the ordering of the settings, not the values.")
     if rows.failed:
         parts.append(f"{len(rows.failed)} runs failed: " + ", ".join(r["run"] for r in rows.failed))
     return "\n\n".join(parts)
+
+
+def sweep_verdicts(
+    name: str,
+    preset: str,
+    metrics: tuple[str, ...] | None = None,
+    *,
+    runs_dir: str | Path | None = None,
+) -> str:
+    """The sweep's differences against its reference arm as sentences with their 95% intervals
+    and verdicts (`compare.verdict_lines`), or why there are none."""
+    if name not in COMPARISONS:
+        return f"**{name}**: no comparison is declared for this sweep."
+    rows = sweep_rows(name, preset, runs_dir=runs_dir)
+    lines = verdict_lines(rows, COMPARISONS[name], metrics)
+    if not lines:
+        return f"**{name}**: no difference with an interval yet (at least 2 seeds per arm needed)."
+    return "\n".join(f"- {line}" for line in lines)
+
+
+def at_budget(rows: list[dict[str, Any]], budget: str = "steps") -> list[dict[str, Any]]:
+    """The runs of an attention sweep at one BUDGET ("steps" or "time"); a run without the
+    parameter trained at equal steps."""
+    return [r for r in rows if r.get("BUDGET", "steps") == budget]
 
 
 def overview(preset: str, *, runs_dir: str | Path | None = None) -> list[dict[str, Any]]:
@@ -128,6 +167,18 @@ def lab_task_targets(preset: str, *, runs_dir: str | Path | None = None) -> list
     if not folder.is_dir():
         return []
     return task_target_rows(read_lab_runs(folder, runs_dir.parent.parent))
+
+
+def task_seeds_markdown(preset: str, *, runs_dir: str | Path | None = None) -> str:
+    """The task targets over seeds (`task_seeds.targets_over_seeds`) as markdown, or how to run
+    the sweep."""
+    rows = targets_over_seeds(task_seed_runs(_runs_dir(runs_dir), preset))
+    if not rows:
+        return (
+            f"**task_seeds**: no finished run at preset `{preset}` yet. Run it with "
+            f"`python -m nuwa_lab sweep experiments/task_seeds.yaml --preset {preset}`."
+        )
+    return to_markdown(rows)
 
 
 def lab_markdown(preset: str, *, runs_dir: str | Path | None = None, max_metrics: int = 12) -> str:
