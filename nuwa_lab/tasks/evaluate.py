@@ -14,6 +14,9 @@ Sampling options come from `cfg.sample` (temperature, the task's own where
 With `candidates > 1` the samples of each condition are re-ranked by how many asked attributes the
 probe reads back (the paper re-ranks with CLIP); tasks without a caption have nothing to rank by
 and reject it.
+
+Every mean over items (a PSNR, a pixel accuracy, the preservation gap) also gets its 95% bootstrap
+interval over the items, `<metric>_low` / `<metric>_high` (`nuwa_lab.tasks.item_intervals`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from nuwa_lab.tasks.metrics import (
     sketch_metrics,
     text_to_visual_metrics,
 )
+from nuwa_lab.tasks.item_intervals import item_intervals, item_values
 from nuwa_lab.tasks.run import TaskOutput, Tokenizers, run_task
 from nuwa_lab.tasks.spec import TASK_SPECS, get_task, given_frames
 from nuwa_lab.tokenizer import VQGANSeg, VQModel
@@ -189,18 +193,39 @@ def evaluate_task(
         **options,
     )
     seconds = time.perf_counter() - start
-    metrics = measure(spec.name, kit, inputs, output, asked, real=real)
+    recon = reconstruction(kit, inputs) if spec.name in ("ti2i", "tv2v") else None
+    metrics = measure(spec.name, kit, inputs, output, asked, real=real, recon=recon)
     metrics["n_items"] = len(asked)
     metrics["sample_seconds"] = seconds
     shown = {k: v for k, v in options.items() if k not in ("generator", "score_fn")}
     seg = kit.segmenter.predict(output.pixels) if spec.condition == "sketch" else None
+    per_item = item_values(
+        spec.name, inputs, output.pixels, segmentation=seg, reconstruction=recon
+    )
+    for key, value in item_intervals(per_item).items():  # 95% bootstrap intervals over items
+        metrics.setdefault(key, value)
     return TaskEvaluation(spec.name, split, inputs, output, metrics, seconds, shown, seg)
 
 
+def reconstruction(kit: TaskKit, inputs: dict) -> torch.Tensor:
+    """The tokenizer's round trip of the items' pixels: the best a tokenized output can do."""
+    with torch.no_grad():
+        device = next(kit.tokenizer.parameters()).device
+        return kit.tokenizer.reconstruct(inputs["pixels"].to(device)).cpu()
+
+
 def measure(
-    name: str, kit: TaskKit, inputs: dict, output: TaskOutput, asked: list, *, real: bool = True
+    name: str,
+    kit: TaskKit,
+    inputs: dict,
+    output: TaskOutput,
+    asked: list,
+    *,
+    real: bool = True,
+    recon: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """The metrics of task `name` for `output` on `inputs` (see nuwa_lab.tasks.metrics)."""
+    """The metrics of task `name` for `output` on `inputs` (see nuwa_lab.tasks.metrics); `recon`:
+    the tokenizer's round trip of the inputs (TI2I / TV2V; computed here when not given)."""
     spec = get_task(name)
     gen = output.pixels
     probe = kit.probe_for(spec.video)
@@ -215,9 +240,7 @@ def measure(
         given = inputs["given_frames"]
         g = given if isinstance(given, int) else int(given[0])
         return prediction_metrics(probe, gen, inputs["pixels"], g, asked, **tok)
-    with torch.no_grad():
-        device = next(kit.tokenizer.parameters()).device
-        recon = kit.tokenizer.reconstruct(inputs["pixels"].to(device)).cpu()
+    recon = reconstruction(kit, inputs) if recon is None else recon
     region = (
         dict(edit_region=inputs["edit_region"])
         if spec.name == "ti2i"

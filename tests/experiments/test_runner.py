@@ -475,3 +475,45 @@ def test_a_rate_target_carries_its_interval_and_says_whether_it_clears_the_goal(
         ("T2I", "[0.869, 0.939] (n=256)", "no"),
         ("T2V", "[0.955, 0.992] (n=256)", "yes"),
     ]
+
+
+
+def test_a_mean_target_carries_its_logged_bootstrap_interval_and_a_margin_its_own(
+    tmp_path: Path,
+) -> None:
+    """TI2I's preservation gap (goal <= 2 dB) with the bootstrap interval the run logged; V2V's
+    "beats copy-last" (a yes/no of means) with the interval of its PSNR gain over copy-last."""
+    folder = tmp_path / "experiments" / "runs" / "lab-tiny"
+    logged = {
+        "09_task-image": {
+            "task": "ti2i",
+            "test_preservation_gap_db": 1.7,
+            "test_preservation_gap_db_low": 1.5,
+            "test_preservation_gap_db_high": 2.1,
+            "test_n_items": 256,
+        },
+        "08_task-video": {
+            "task": "v2v",
+            "test_beats_copy_last_from_frame2": 1.0,
+            "target_beats_copy_last_from_frame2_test": True,
+            "test_psnr_gain_from_frame2_db": 1.2,
+            "test_psnr_gain_from_frame2_db_low": 0.8,
+            "test_psnr_gain_from_frame2_db_high": 1.6,
+        },
+    }
+    for name, metrics in logged.items():
+        run = folder / name
+        run.mkdir(parents=True)
+        write_record(run / "metrics.json", metrics)
+        write_record(run / "run.json", {"status": "ok", "wall_time_s": 1.0})
+    rows = {
+        r["task"]: r
+        for r in task_target_rows(read_lab_runs(folder, tmp_path))
+        if r["reached"] is not None
+    }
+    gap = rows["TI2I"]
+    assert gap["95% interval"] == "[1.500, 2.100] (n=256)"
+    assert gap["interval clears the goal"] == "no"  # 2.1 > 2 dB: another draw could miss it
+    beats = [r for r in task_target_rows(read_lab_runs(folder, tmp_path)) if "copy" in r["target"]]
+    assert beats[0]["95% interval"] == "`psnr_gain_from_frame2_db` [0.8, 1.6]"
+    assert beats[0]["interval clears the goal"] == "yes"

@@ -545,6 +545,21 @@ def test_evaluate_task_measures_every_task_end_to_end(kit, model) -> None:
         ev = evaluate_task(name, model, full, split="held_out", n=2)
         assert key in ev.metrics and ev.output.pixels.shape[0] == 2
         assert all(k.startswith("held_out_") for k in ev.prefixed())
+        for mean in INTERVAL_OF[name]:  # means over items carry their bootstrap interval
+            low, high = ev.metrics[f"{mean}_low"], ev.metrics[f"{mean}_high"]
+            assert low <= ev.metrics[mean] <= high, (name, mean)
+
+
+INTERVAL_OF = {
+    "t2i": (),
+    "t2v": (),
+    "s2i": ("pixel_accuracy",),
+    "s2v": ("pixel_accuracy",),
+    "i2i": ("psnr_db",),
+    "v2v": (),  # smoke videos have 2 frames: no predicted frame 2
+    "ti2i": ("psnr_preserved_db", "preservation_gap_db"),
+    "tv2v": ("psnr_preserved_db", "preservation_gap_db"),
+}
 
 
 # ---- fine-tuning --------------------------------------------------------------------------------

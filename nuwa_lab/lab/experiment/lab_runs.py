@@ -13,6 +13,10 @@ from nuwa_lab.lab.experiment.runner import METRICS_FILE, PARAMS_FILE, RUN_FILE, 
 from nuwa_lab.metrics.intervals import rate_interval
 from nuwa_lab.tasks.report import ITEM_RATES, TARGETS
 
+# a yes/no target decided by means, and the per-item margin whose interval says how safely:
+# V2V beats copy-last when its PSNR gain over copy-last (frames 2..) is above zero
+MARGINS = {"beats_copy_last_from_frame2": "psnr_gain_from_frame2_db"}
+
 
 def lab_folder(runs_dir: Path, preset: str) -> Path:
     """Where `make lab PRESET=preset` keeps its runs."""
@@ -45,8 +49,10 @@ def task_target_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per task target (`nuwa_lab.tasks.report.TARGETS`) of every task run.
 
     A rate over items (`ITEM_RATES`) carries its 95% Wilson interval over the n items evaluated
-    (the run's `<split>_n_items`, else its NUM_EVAL parameter), and "clears" says whether the whole
-    interval meets the goal, i.e. whether the target would still be met on another draw of items."""
+    (the run's `<split>_n_items`, else its NUM_EVAL parameter), a mean over items the bootstrap
+    interval the run logged (`<split>_<metric>_low/_high`), a yes/no target decided by means the
+    interval of its margin (`MARGINS`); "clears" says whether the whole interval meets the goal,
+    i.e. whether the target would still be met on another draw of items."""
     rows = []
     for run in runs:
         metrics = run["metrics"] or {}
@@ -63,9 +69,19 @@ def task_target_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             met = metrics.get(f"target_{metric}_{split}")
             n = metrics.get(f"{split}_n_items") or (run.get("params") or {}).get("NUM_EVAL")
             interval, clears = "–", "–"
+            bounds = None
             if metric in ITEM_RATES and value is not None and n:
-                low, high = rate_interval(value, int(n))
-                interval = f"[{low:.3f}, {high:.3f}] (n={int(n)})"
+                bounds = rate_interval(value, int(n))
+            elif f"{split}_{metric}_low" in metrics:  # a mean over items: bootstrap interval
+                bounds = metrics[f"{split}_{metric}_low"], metrics[f"{split}_{metric}_high"]
+            elif metric in MARGINS and f"{split}_{MARGINS[metric]}_low" in metrics:
+                margin = MARGINS[metric]
+                low, high = metrics[f"{split}_{margin}_low"], metrics[f"{split}_{margin}_high"]
+                interval = f"`{margin}` [{low:.3g}, {high:.3g}]"
+                clears = "yes" if low > 0 else "no"
+            if bounds is not None:
+                low, high = bounds
+                interval = f"[{low:.3f}, {high:.3f}]" + (f" (n={int(n)})" if n else "")
                 clears = "yes" if (low >= goal if op == ">=" else high <= goal) else "no"
             rows.append(
                 {
