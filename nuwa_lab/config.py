@@ -36,6 +36,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any, ClassVar, get_args, get_origin, get_type_hints
 
+# `cfg.device` becomes a torch.device in the device policy; re-exported to sit beside make_config
+from nuwa_lab.device import resolve_device as resolve_device
 from nuwa_lab.presets import PRESETS, preset_overrides
 
 # ------------------------------------------------------------------ the names the code knows
@@ -671,15 +673,6 @@ def config_hash(*parts: Any, length: int = 12) -> str:
 
     text = json.dumps([plain(p) for p in parts], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
-
-
-def resolve_device(device: str = "auto"):
-    """`"auto"` picks CUDA when present, else the CPU; anything else is passed to torch.device."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def as_dict(cfg: Any) -> dict[str, Any]:

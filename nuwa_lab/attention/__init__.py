@@ -4,8 +4,9 @@
 
 `attend(q, k, v, pattern=..., q_grid=...)` computes attention on one of three backends that agree
 to float tolerance: "dense" (the oracle, `dense_mask` + softmax), "efficient" (never builds an N×N
-tensor except for "full") and "flex" (FlexAttention, for comparison); "auto", the default, runs
-"efficient", or on small grids the oracle's mask in one `scaled_dot_product_attention`. See
+tensor except for "full") and "flex" (FlexAttention: the GPU path); "auto", the default, asks the
+device policy (`nuwa_lab.device`): on the CPU "efficient", or on small grids the oracle's mask in
+one `scaled_dot_product_attention`; on CUDA also compiled FlexAttention for the sparse patterns. See
 `masks` for the rules (and `AttentionPattern`, the one spec type: a pattern with its options,
 placed on two grids by `.on(q_grid, kv_grid)` as an `AttentionSpec`) and `api` for the arguments and
 the registry of efficient paths. The layer with projections and a KV cache that the model uses is

@@ -11,7 +11,7 @@ Axis letters: b batch, heads, n query tokens, m key tokens, e head width.
 | `q_grid`, `kv_grid` | (T, H, W) of queries and keys; `kv_grid=None` means self-attention |
 | `causal`, `causal_rule` | decoder masking: "raster" or "quadrant" (t'≤t, h'≤h, w'≤w) |
 | `q_positions` | raster indices (n,) of the queries in `q` when it holds only some of them |
-| `backend` | "dense" (oracle), "efficient", "flex" (FlexAttention, for comparison), "auto" |
+| `backend` | "dense" (oracle), "efficient", "flex" (FlexAttention), "auto" (the device policy) |
 
 Incremental decoding (`q_positions`): `q` holds only the queries at the given raster positions of
 `q_grid`, and the output holds exactly those rows of the full computation. Keys are either the
@@ -23,14 +23,13 @@ see may still be read (with weight 0), so they must be finite: a zero-initialise
 the whole grid is fine, `torch.empty` is not (0 × NaN is NaN in every backend).
 
 Every backend equals "dense" to float tolerance in outputs and in gradients for q, k and v.
-"auto" (the default) picks "efficient", except for sparse problems of at most
-`AUTO_MASKED_PAIRS[pattern]` (query, key) pairs, where the oracle's mask handed to
-`scaled_dot_product_attention` (`dense.masked_sdpa_attend`) beats the gathers of the sparse paths.
-Measured on 2 CPU cores, forward + backward, 4 heads of width 32: a causal (4, 8, 8) video grid
-with nearby extents (1, 3, 3) at batch 10, 10.2 ms masked against 13.1 ms efficient (non-causal,
-batch 16: 16.4 against 35.3 ms); at (8, 16, 16) the efficient path is 3.5x faster. A training step
-of the tiny S2V model: nearby 0.46 s masked against 0.63 s; block 0.52 against 0.30 (its path is a
-reshape, no gather), so block goes masked only on tiny grids. Either choice gives the same numbers.
+"auto" (the default) asks the device policy (`nuwa_lab.device.attention_backend`) which path to
+take for this call, from the pattern, the device of `q`, the number of (query, key) pairs and the
+head width: on the CPU, "efficient", except for sparse problems of at most
+`AUTO_MASKED_PAIRS[pattern]` pairs, where the oracle's mask handed to
+`scaled_dot_product_attention` (`dense.masked_sdpa_attend`) beats the gathers of the sparse paths;
+on CUDA, also compiled FlexAttention for the sparse patterns on larger grids. The measurements
+behind these choices are in `nuwa_lab.device.policy`.
 """
 
 from __future__ import annotations
@@ -46,6 +45,8 @@ from nuwa_lab.attention.flex import flex_attend
 from nuwa_lab.attention.full import full_attend
 from nuwa_lab.attention.masks import AttentionSpec, make_spec
 from nuwa_lab.attention.nearby import nearby_attend
+from nuwa_lab.device import AUTO_MASKED_PAIRS as AUTO_MASKED_PAIRS  # re-exported: the CPU rule
+from nuwa_lab.device import attention_backend
 
 BACKENDS = ("auto", "dense", "efficient", "flex")
 # the efficient path of each pattern: f(q, k, v, spec, q_positions) -> (b, heads, n, e)
@@ -55,8 +56,6 @@ EFFICIENT_PATHS = {
     "block": block_attend,
     "nearby": nearby_attend,
 }
-# per pattern: up to a 64-token image for every sparse pattern, a (4, 8, 8) video grid for nearby
-AUTO_MASKED_PAIRS = {"axial": 64 * 64, "block": 64 * 64, "nearby": 256 * 256}
 
 
 def _check_tensors(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
@@ -157,10 +156,17 @@ def attend(
     positions = _check_positions(spec, q.shape[2], k.shape[2], q_positions, q.device)
     if q.shape[2] == 0:
         return q.new_zeros(q.shape[:3] + (v.shape[-1],))
-    small = q.shape[2] * k.shape[2] <= AUTO_MASKED_PAIRS.get(spec.pattern, 0)
     if backend == "dense":
         return dense_attend(q, k, v, spec, positions)
-    if backend == "auto" and small:
+    if backend == "auto":
+        backend = attention_backend(
+            spec.pattern,
+            device_type=q.device.type,
+            n_pairs=q.shape[2] * k.shape[2],
+            head_width=q.shape[-1],
+            decoding=positions is not None,
+        )
+    if backend == "masked":
         return masked_sdpa_attend(q, k, v, spec, positions)
     if backend == "flex":
         return flex_attend(q, k, v, spec, positions)

@@ -1,10 +1,13 @@
-"""FlexAttention (`torch.nn.attention.flex_attention`): an optional backend, for comparison.
+"""FlexAttention (`torch.nn.attention.flex_attention`): the GPU path of the sparse patterns.
 
 The pattern becomes a `mask_mod(b, h, q_idx, kv_idx)` that calls the same `masks.may_attend` as the
 dense oracle; `create_block_mask` turns it into a block-sparse `BlockMask` (blocks of 128 × 128 that
 are entirely masked are skipped), and the compiled `flex_attention` kernel runs only the others.
-On CPU, compiling takes tens of seconds per new shape or mask and needs a C++ compiler (Inductor);
-uncompiled (`compiled=False`), FlexAttention materialises the whole score matrix like the oracle.
+On CUDA, `backend="auto"` takes this path for axial, block and nearby on larger grids when it
+compiles there (`nuwa_lab.device.attention_backend`); the block mask of a whole grid is built once
+and cached. On CPU it is a backend for comparison: compiling takes tens of seconds per new shape
+or mask and needs a C++ compiler (Inductor), there is no backward pass, and uncompiled
+(`compiled=False`), FlexAttention materialises the whole score matrix like the oracle.
 
 | symbol | code |
 |---|---|
@@ -20,15 +23,7 @@ from functools import lru_cache
 import torch
 
 from nuwa_lab.attention.masks import AttentionSpec, may_attend
-
-
-def flex_status() -> str:
-    """ "" when FlexAttention can be imported here, else the reason it cannot."""
-    try:
-        from torch.nn.attention import flex_attention  # noqa: F401
-    except ImportError as error:  # pragma: no cover - depends on the torch build
-        return f"torch {torch.__version__} has no FlexAttention ({error})"
-    return ""
+from nuwa_lab.device import flex_status as flex_status  # re-exported: "" when FlexAttention exists
 
 
 def _mask_mod(spec: AttentionSpec, q_positions: torch.Tensor | None):

@@ -53,7 +53,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nuwa_lab.config import Config, as_dict, config_hash, resolve_device
+from nuwa_lab.config import Config, as_dict, config_hash
+from nuwa_lab.device import resolve_device
 from nuwa_lab.train.checkpoint import CheckpointError
 from nuwa_lab.train.files import (
     IntegrityError,

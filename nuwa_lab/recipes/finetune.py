@@ -49,7 +49,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from nuwa_lab.config import Config, TaskConfig, TrainConfig, resolve_device
+from nuwa_lab.config import Config, TaskConfig, TrainConfig
+from nuwa_lab.device import resolve_device
 from nuwa_lab.model import Nuwa
 from nuwa_lab.recipes.cache import get_or_train, load_meta, register_artifact
 from nuwa_lab.recipes.finetune_data import FinetuneTrainable, pool_loss, task_pool

@@ -44,7 +44,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from nuwa_lab.config import Config, config_hash, resolve_device
+from nuwa_lab.config import Config, config_hash
+from nuwa_lab.device import resolve_device
 from nuwa_lab.model import Condition, Nuwa
 from nuwa_lab.recipes.cache import (
     ArtifactError,

@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
-from nuwa_lab.config import Config, ProbeConfig, TrainConfig, resolve_device
+from nuwa_lab.config import Config, ProbeConfig, TrainConfig
+from nuwa_lab.device import resolve_device
 from nuwa_lab.metrics.accuracy import attribute_accuracy, segmentation_accuracy
 from nuwa_lab.metrics.probe import build, probe_world
 from nuwa_lab.recipes.cache import WORLD_AND_LOOP, register_artifact

@@ -29,7 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from nuwa_lab.config import Config, TokenizerConfig, TrainConfig, resolve_device
+from nuwa_lab.config import Config, TokenizerConfig, TrainConfig
+from nuwa_lab.device import resolve_device
 from nuwa_lab.metrics.perceptual import lpips_distance
 from nuwa_lab.recipes.cache import WORLD_AND_LOOP, register_artifact
 from nuwa_lab.tokenizer.evaluate import quick_metrics

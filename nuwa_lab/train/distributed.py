@@ -15,7 +15,8 @@ one process training on the whole global batch.
 
 Launch: `torchrun --nproc_per_node 2 --standalone script.py` (or `python -m torch.distributed.run`)
 sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; `setup` reads them. Backend: gloo on
-the CPU, NCCL on CUDA. Without WORLD_SIZE > 1 everything here is a no-op for one process.
+the CPU, NCCL on CUDA (`nuwa_lab.device.process_group_backend`). Without WORLD_SIZE > 1 everything
+here is a no-op for one process.
 
 Buffers (batch-norm statistics, EMA codebooks) are not gradients: `sync_buffers` averages the
 floating-point ones after every step. For statistics that are linear in the batch (an EMA of sums
@@ -32,6 +33,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from nuwa_lab.device import local_rank, process_group_backend
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ def setup(device: torch.device) -> tuple[DistInfo, torch.device]:
     On CUDA each rank takes device cuda:LOCAL_RANK.
     """
     if dist.is_available() and dist.is_initialized():
-        info = DistInfo(dist.get_rank(), dist.get_world_size(), _local_rank())
+        info = DistInfo(dist.get_rank(), dist.get_world_size(), local_rank())
     elif env_world_size() > 1:
         if not dist.is_available():
             raise RuntimeError(
@@ -76,12 +79,11 @@ def setup(device: torch.device) -> tuple[DistInfo, torch.device]:
                 f"WORLD_SIZE={env_world_size()} but {', '.join(missing)} not set; launch with "
                 "`torchrun --nproc_per_node N script.py`, which sets them"
             )
-        backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
-            torch.cuda.set_device(_local_rank())
-        dist.init_process_group(backend=backend)
+            torch.cuda.set_device(local_rank())
+        dist.init_process_group(backend=process_group_backend(device.type))
         atexit.register(shutdown)
-        info = DistInfo(dist.get_rank(), dist.get_world_size(), _local_rank())
+        info = DistInfo(dist.get_rank(), dist.get_world_size(), local_rank())
     else:
         return DistInfo(), device
     if device.type == "cuda":
@@ -93,10 +95,6 @@ def shutdown() -> None:
     """Leave the process group (registered at exit by `setup` when it initialised one)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def _local_rank() -> int:
-    return int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")))
 
 
 def rank_slice(n: int, rank: int, world_size: int) -> slice:

@@ -2,7 +2,8 @@ r"""One training loop for every model: the VQ-GAN (two optimizers), the probes a
 
 NÜWA §4.1 pre-trains with Adam, warm-up and gradient clipping on 64 GPUs; this is the same loop at
 laptop scale, plus what a long run needs: a warm-up + cosine schedule, bf16 autocast on CUDA (fp32
-on the CPU), a NaN/inf guard, atomic checkpoints verified by their hash before a resume
+on the CPU) and batches copied from pinned memory there (both decided by nuwa_lab.device), a NaN/inf
+guard, atomic checkpoints verified by their hash before a resume
 (nuwa_lab.train.checkpoint), exact resume and data parallelism under `torchrun`
 (nuwa_lab.train.distributed).
 
@@ -81,7 +82,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from nuwa_lab.config import TrainConfig, resolve_device
+from nuwa_lab.config import TrainConfig
+from nuwa_lab.device import announce, autocast_dtype, pin_memory, resolve_device
 from nuwa_lab.train import distributed
 from nuwa_lab.train.checkpoint import (
     CKPT_NAME,
@@ -192,19 +194,23 @@ def _seed_globals(seed: int, step: int, rank: int, device: torch.device) -> None
     np.random.seed(s % 2**32)
 
 
-def _to_device(x: Any, device: torch.device) -> Any:
-    """Tensors inside dicts, lists, tuples and dataclasses moved to `device`; the rest unchanged."""
+def _to_device(x: Any, device: torch.device, pin: bool = False) -> Any:
+    """Tensors inside dicts, lists, tuples and dataclasses moved to `device`; the rest unchanged.
+
+    pin: host tensors are first copied to pinned memory, so the copy to the GPU is asynchronous."""
     if isinstance(x, torch.Tensor):
+        if pin and x.device.type == "cpu" and not x.is_pinned():
+            x = x.pin_memory()
         return x.to(device, non_blocking=True)
     if isinstance(x, dict):
-        return {k: _to_device(v, device) for k, v in x.items()}
+        return {k: _to_device(v, device, pin) for k, v in x.items()}
     if isinstance(x, tuple) and hasattr(x, "_fields"):
-        return type(x)(*(_to_device(v, device) for v in x))
+        return type(x)(*(_to_device(v, device, pin) for v in x))
     if isinstance(x, (list, tuple)):
-        return type(x)(_to_device(v, device) for v in x)
+        return type(x)(_to_device(v, device, pin) for v in x)
     if dataclasses.is_dataclass(x) and not isinstance(x, type):  # e.g. nuwa_lab.world's Batch
         fields = [f.name for f in dataclasses.fields(x) if f.init]
-        return dataclasses.replace(x, **{k: _to_device(getattr(x, k), device) for k in fields})
+        return dataclasses.replace(x, **{k: _to_device(getattr(x, k), device, pin) for k in fields})
     return x
 
 
@@ -231,9 +237,12 @@ def _check_finite_state(modules: dict[str, nn.Module], step: int) -> None:
 
 
 def _autocast(device: torch.device, enabled: bool):
-    if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """Autocast where the device policy says so (bf16 on CUDA); the parameters stay fp32."""
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()  # asked on a GPU only
+    dtype = autocast_dtype(device.type, amp=enabled, bf16=bf16)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def _losses(trainable, optimizers, cfg: TrainConfig, batch, step, device):
@@ -278,7 +287,8 @@ def _train_step(
             group["lr"] = lr_at(step, cfg, base_lr=group["initial_lr"])
         row[f"lr/{name}"] = opt.param_groups[0]["lr"]
     _seed_globals(seed, step, info.rank, device)
-    batch = _to_device(trainable.batch(step, info.rank, info.world_size), device)
+    batch = trainable.batch(step, info.rank, info.world_size)
+    batch = _to_device(batch, device, pin=pin_memory(device.type))
     losses, logs = _losses(trainable, optimizers, cfg, batch, step, device)
     means = _reduce_losses(losses, list(optimizers), step, info, device)
     row.update({f"loss/{n}": v for n, v in means.items()})
@@ -340,6 +350,7 @@ def train(
     path = Path(path) if path is not None else None
     device = resolve_device(device) if isinstance(device, str) else torch.device(device)
     info, device = distributed.setup(device)
+    announce(device)  # the device policy's choices, printed once per process (as resolve_device)
     for module in modules.values():
         module.to(device)
     optimizers = trainable.optimizers()

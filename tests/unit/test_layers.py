@@ -20,6 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "nuwa_lab"
 LAYERS = {
     "config": 0,
     "presets": 0,
+    "device": 0,
     "world": 1,
     "attention": 1,
     "tokenizer": 2,
