@@ -97,3 +97,31 @@ def test_task_targets_over_seeds_show_each_seed_and_say_when_one_misses() -> Non
     ref = stats.t.interval(0.95, 2, loc=float(mean), scale=stats.sem([0.70, 0.66, 0.64]))
     assert (low, high) == pytest.approx(ref, abs=1e-3)
     assert targets_over_seeds([]) == []
+
+
+def test_the_multitask_comparison_sets_t2v_alone_under_each_budget_against_its_mixture() -> None:
+    from nuwa_lab.lab.experiment.compare import COMPARISONS
+
+    pair, triple = COMPARISONS["multitask_ablation"]
+    accuracy = {
+        "t2v+t2i": [0.60, 0.65, 0.70],
+        "t2v": [0.10, 0.12, 0.08],
+        "t2v @ t2v_examples:t2v+t2i": [0.05, 0.07, 0.06],
+        "t2v @ time:t2v+t2i": [0.61, 0.66, 0.69],
+        "t2v+t2i+v2v": [0.0, 0.01, 0.02],
+        "t2v @ time:t2v+t2i+v2v": [0.1, 0.2, 0.15],
+    }
+    rows = [
+        {"arm": arm, "SEED": seed, "t2v_acc_all": a}
+        for arm, values in accuracy.items()
+        for seed, a in enumerate(values)
+    ]
+    found = {r["arm"]: r["verdict"] for r in compare_arms(rows, pair)}
+    assert found == {
+        "t2v": "holds here: t2v+t2i better",
+        "t2v @ t2v_examples:t2v+t2i": "holds here: t2v+t2i better",
+        "t2v @ time:t2v+t2i": "not resolved at this budget",
+    }
+    found = {r["arm"]: r["verdict"] for r in compare_arms(rows, triple)}
+    assert set(found) == {"t2v", "t2v @ time:t2v+t2i+v2v"}  # only its own budgets, no pair arms
+    assert found["t2v @ time:t2v+t2i+v2v"] == "holds here: t2v @ time:t2v+t2i+v2v better"

@@ -11,7 +11,7 @@ this budget" — more seeds or a longer budget might resolve it, one more lucky 
 
 | thing | code |
 |---|---|
-| what a sweep compares, against which arm | `COMPARISONS[sweep]`, a `Comparison` |
+| what a sweep compares, against which arm | `COMPARISONS[sweep]`, `Comparison`s |
 | every arm against the reference, per metric | `compare_arms(rows, comparison)` |
 | the same per group (caption, rows), and as markdown | `comparison_tables`, `comparison_markdown` |
 | one sentence per difference | `verdict_lines(rows, comparison, metrics)` |
@@ -33,13 +33,15 @@ class Comparison:
     `metrics`: (metric, lower_is_better) pairs. `within`: grid keys compared separately (each value
     of, e.g., BUDGET gets its own comparisons). `stand_in`: (arm value, key, missing, present):
     the runs of that arm at key=missing are its runs at key=present (the sweep file excludes the
-    duplicate: full attention's equal-time run is its equal-steps run)."""
+    duplicate: full attention's equal-time run is its equal-steps run). `arm` may name a grid
+    key or a logged metric (notebook 05 logs `arm`, e.g. "t2v @ time:t2v+t2i")."""
 
     arm: str
     reference: str
     metrics: tuple[tuple[str, bool], ...]
     within: tuple[str, ...] = ()
     stand_in: tuple[tuple[str, str, str, str], ...] = ()
+    arms: tuple[str, ...] = ()  # the arms compared with the reference (empty: every other arm)
 
 
 ATTENTION = Comparison(
@@ -55,7 +57,31 @@ ATTENTION = Comparison(
     within=("BUDGET",),
     stand_in=(("full", "BUDGET", "time", "steps"),),
 )
-COMPARISONS = {"attention_ablation": ATTENTION, "attention_ablation_long": ATTENTION}
+T2V_METRICS = (
+    ("t2v_acc_all", False),
+    ("t2v_acc_colour", False),
+    ("t2v_acc_direction", False),
+    ("val_nll_t2v", True),
+    ("t2v_lab_fvd", True),
+)
+
+
+def _mixture(reference: str) -> Comparison:
+    """T2V alone (at equal steps, equal T2V examples, equal time) against the mixture."""
+    return Comparison(
+        arm="arm",
+        reference=reference,
+        metrics=T2V_METRICS,
+        arms=("t2v", f"t2v @ t2v_examples:{reference}", f"t2v @ time:{reference}"),
+    )
+
+
+# per sweep, what its runs answer: every comparison is one table
+COMPARISONS: dict[str, tuple[Comparison, ...]] = {
+    "attention_ablation": (ATTENTION,),
+    "attention_ablation_long": (ATTENTION,),
+    "multitask_ablation": (_mixture("t2v+t2i"), _mixture("t2v+t2i+v2v")),
+}
 
 
 def _number(value: Any) -> bool:
@@ -98,6 +124,8 @@ def compare_arms(rows: list[dict[str, Any]], comparison: Comparison) -> list[dic
             for arm in arms:
                 mine = values(arm)
                 if arm == comparison.reference or len(mine) < 2 or len(ref) < 2:
+                    continue
+                if comparison.arms and arm not in comparison.arms:
                     continue
                 diff = difference_interval(mine, ref)
                 said = verdict(diff["low"], diff["high"])

@@ -211,8 +211,8 @@ def _sweep_section(doc: Document, name: str, data: dict, path: Path, runs_dir: P
         if len(tables) > 1:
             doc.paragraph(f"`{notebook}`:")
         doc.table(table, columns)
-    if name in COMPARISONS:
-        _comparison_section(doc, rows, COMPARISONS[name])
+    for comparison in COMPARISONS.get(name, ()):
+        _comparison_section(doc, rows, comparison)
     if any(ref.sweep == name for ref in SWEEP_REFERENCES):
         doc.note(f"{NOT_COMPARABLE}: compare the ordering of the settings, not the values.")
     doc.paragraph(

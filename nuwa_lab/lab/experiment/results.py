@@ -101,8 +101,8 @@ def sweep_markdown(name: str, preset: str, *, runs_dir: str | Path | None = None
         if len(tables) > 1:
             parts.append(f"`{notebook}`:")
         parts.append(to_markdown(table, columns))
-    if name in COMPARISONS:
-        parts.append(comparison_markdown(rows, COMPARISONS[name]))
+    for comparison in COMPARISONS.get(name, ()):
+        parts.append(comparison_markdown(rows, comparison))
     if any(ref.sweep == name for ref in SWEEP_REFERENCES):
         parts.append(f"> {NOT_COMPARABLE}: compare the ordering of the settings, not the values.")
     if rows.failed:
@@ -122,7 +122,7 @@ def sweep_verdicts(
     if name not in COMPARISONS:
         return f"**{name}**: no comparison is declared for this sweep."
     rows = sweep_rows(name, preset, runs_dir=runs_dir)
-    lines = verdict_lines(rows, COMPARISONS[name], metrics)
+    lines = [line for c in COMPARISONS[name] for line in verdict_lines(rows, c, metrics)]
     if not lines:
         return f"**{name}**: no difference with an interval yet (at least 2 seeds per arm needed)."
     return "\n".join(f"- {line}" for line in lines)
