@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lab lint clean-runs
+.PHONY: setup test test-browser lab lint clean-runs
 
 setup: $(STAMP)
 
@@ -18,6 +18,17 @@ $(STAMP): pyproject.toml
 
 test: setup
 	$(PY) -m pytest -q tests
+
+# JupyterLab in headless Chromium (Debian's chromium, driven by Playwright from PyPI): notebook 03's
+# explorer redraws when its controls change, notebook 00's animation plays. Not part of `make test`;
+# run it before a change to notebooks or widgets. It installs what it needs and stops what it starts.
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+test-browser: setup
+	test -x $(CHROMIUM) || ($(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+	$(PY) -m pip install --quiet playwright
+	NUWA_LAB_BROWSER=1 NUWA_LAB_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q tests/browser
 
 lab: setup
 	$(PY) -m nuwa_lab lab --preset $(PRESET)

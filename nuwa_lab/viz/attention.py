@@ -8,7 +8,8 @@ for cross-attention, its rescaled position on the key grid) is marked with a red
 |---|---|
 | M[q, ·] on the key grid | `footprint(pattern, q_grid, query, ...)` (T', H', W') bool |
 | the picture | `plot_footprints({title: (footprint, marker)})` -> Figure |
-| the interactive explorer | `footprint_explorer(q_grid)` (ipywidgets) |
+| what the explorer draws | `footprint_view(q_grid, pattern=..., query=...)` -> (Figure, text) |
+| the interactive explorer | `footprint_explorer(q_grid, pattern=..., query=...)` (ipywidgets) |
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 
 from nuwa_lab.attention.coords import raster_index, rescale
 from nuwa_lab.attention.masks import BORDERS, PATTERNS, make_spec, may_attend
+from nuwa_lab.config import CAUSAL_RULES
 
 
 def footprint(
@@ -86,37 +88,102 @@ def plot_footprints(
     return fig
 
 
-def footprint_explorer(q_grid: Sequence[int], kv_grid: Sequence[int] | None = None):
-    """An ipywidgets explorer: pattern, extents, block, causality, border and the query position."""
+CAUSAL_CHOICES = ("none", *CAUSAL_RULES)  # the explorer's choices: no mask, or a causal rule
+
+
+def _check_causal(causal: str) -> None:
+    if causal not in CAUSAL_CHOICES:
+        raise ValueError(f"causal must be one of {', '.join(CAUSAL_CHOICES)}, got {causal!r}")
+
+
+def footprint_view(
+    q_grid: Sequence[int],
+    kv_grid: Sequence[int] | None = None,
+    *,
+    pattern: str = "nearby",
+    causal: str = "none",
+    border: str = "truncate",
+    extent: Sequence[int] = (1, 1, 1),
+    block: Sequence[int] = (1, 2, 2),
+    query: Sequence[int] | None = None,
+):
+    """What `footprint_explorer` draws for these settings: one footprint row -> (Figure, text).
+
+    `causal` is "none" or a causal rule ("raster", "quadrant"; self-attention only); `query`
+    defaults to the centre of the last frame. The text counts the keys the query sees.
+    """
+    _check_causal(causal)
+    query = centre_query(q_grid) if query is None else tuple(int(c) for c in query)
+    is_causal = causal != "none" and kv_grid is None
+    fp = footprint(
+        pattern, q_grid, query, kv_grid, is_causal,
+        extent=tuple(extent), block=tuple(block), border=border,
+        causal_rule=causal if is_causal else "raster",
+    )  # fmt: skip
+    fig = plot_footprints({f"{pattern} ({causal})": (fp, rescaled_query(q_grid, query, kv_grid))})
+    text = f"{pattern}, causal {causal}: query {query} attends {int(fp.sum())} of {fp.numel()} keys"
+    return fig, text
+
+
+def centre_query(q_grid: Sequence[int]) -> tuple[int, int, int]:
+    """A token of the last frame, near the centre: where the notebooks and explorers look."""
+    t, h, w = q_grid
+    return (t - 1, h // 2, w // 2)
+
+
+def footprint_explorer(
+    q_grid: Sequence[int],
+    kv_grid: Sequence[int] | None = None,
+    *,
+    pattern: str = "nearby",
+    causal: str = "none",
+    border: str = "truncate",
+    extent: Sequence[int] = (1, 1, 1),
+    block: Sequence[int] = (1, 2, 2),
+    query: Sequence[int] | None = None,
+):
+    """An ipywidgets explorer: pattern, extents, block, causality, border and the query position.
+
+    It opens on the settings given (pass those of the figure above it) and draws what
+    `footprint_view` draws, with the key count printed under the picture. Sliders reach the
+    grid's size (or the value given, if larger).
+    """
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
 
-    t_max, h_max, w_max = (n - 1 for n in q_grid)
+    query = centre_query(q_grid) if query is None else tuple(int(c) for c in query)
+    _check_causal(causal)
+    footprint(  # every setting checked once, with an error that names it, before any widget
+        pattern, q_grid, query, kv_grid, extent=tuple(extent), block=tuple(block), border=border
+    )
+    span = [max(q, k) for q, k in zip(q_grid, kv_grid or q_grid, strict=True)]  # (T, H, W)
+
+    def slider(value: int, low: int, high: int, description: str):
+        return widgets.IntSlider(
+            value=value, min=low, max=max(high, value), description=description,
+            continuous_update=False,
+        )  # fmt: skip
+
+    et, eh, ew = (
+        slider(e, 0, n - 1, f"e^{a}") for a, e, n in zip("thw", extent, span, strict=True)
+    )
+    bt, bh, bw = (slider(b, 1, n, f"b^{a}") for a, b, n in zip("thw", block, span, strict=True))
+    t, h, w = (
+        slider(c, 0, n - 1, f"query {a}") for a, c, n in zip("thw", query, q_grid, strict=True)
+    )
 
     def show(pattern, causal, border, et, eh, ew, bt, bh, bw, t, h, w):
-        is_causal = causal != "none" and kv_grid is None
-        fp = footprint(
-            pattern, q_grid, (t, h, w), kv_grid, is_causal,
-            extent=(et, eh, ew), block=(bt, bh, bw), border=border,
-            causal_rule=causal if is_causal else "raster",
+        _, text = footprint_view(
+            q_grid, kv_grid, pattern=pattern, causal=causal, border=border,
+            extent=(et, eh, ew), block=(bt, bh, bw), query=(t, h, w),
         )  # fmt: skip
-        marker = rescaled_query(q_grid, (t, h, w), kv_grid)
-        plot_footprints({f"{pattern} ({causal})": (fp, marker)})
         plt.show()
+        print(text)
 
-    slider = dict(continuous_update=False)
     return widgets.interactive(
         show,
-        pattern=widgets.Dropdown(options=PATTERNS, value="nearby"),
-        causal=widgets.Dropdown(options=["none", "raster", "quadrant"], value="none"),
-        border=widgets.Dropdown(options=BORDERS, value="truncate"),
-        et=widgets.IntSlider(1, 0, 4, description="e^t", **slider),
-        eh=widgets.IntSlider(1, 0, 4, description="e^h", **slider),
-        ew=widgets.IntSlider(1, 0, 4, description="e^w", **slider),
-        bt=widgets.IntSlider(1, 1, 4, description="b^t", **slider),
-        bh=widgets.IntSlider(2, 1, 8, description="b^h", **slider),
-        bw=widgets.IntSlider(2, 1, 8, description="b^w", **slider),
-        t=widgets.IntSlider(t_max, 0, t_max, description="query t", **slider),
-        h=widgets.IntSlider(h_max // 2, 0, h_max, description="query h", **slider),
-        w=widgets.IntSlider(w_max // 2, 0, w_max, description="query w", **slider),
-    )
+        pattern=widgets.Dropdown(options=PATTERNS, value=pattern),
+        causal=widgets.Dropdown(options=CAUSAL_CHOICES, value=causal),
+        border=widgets.Dropdown(options=BORDERS, value=border),
+        et=et, eh=eh, ew=ew, bt=bt, bh=bh, bw=bw, t=t, h=h, w=w,
+    )  # fmt: skip

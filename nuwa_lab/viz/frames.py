@@ -2,16 +2,27 @@
 
 Images are (b, 3, h, w) floats in [0, 1]; class maps (sketches, b, h, w) are int64 and drawn with a
 fixed palette (`sketch_to_rgb`), class 0 = background. Videos are (t, 3, h, w) or (b, t, 3, h, w).
-Every function returns a matplotlib Figure (or an HTML animation) and never calls `plt.show()`, so
+Every function returns a matplotlib Figure (or an `Animation`) and never calls `plt.show()`, so
 it works the same under papermill (Agg) and in JupyterLab. Other modules add their plots here.
+
+| thing | code |
+|---|---|
+| a video that plays (animated PNG, loops) | `animate(videos, titles)` -> `Animation` |
+| the same video as a still, one column per frame | `show_frames(videos, titles)` -> Figure |
+| the encoder alone | `encode_apng(frames, fps)` -> bytes |
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import textwrap
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import torch
+from PIL import Image, ImageDraw, ImageFont
 
 # class 0 = background (dark), then well separated colours (matplotlib's tab10 order)
 SKETCH_PALETTE = (
@@ -124,45 +135,127 @@ def show_frames(
     return fig
 
 
+@dataclass(frozen=True)
+class Animation:
+    """An animated PNG that Jupyter shows as an ordinary image (`image/png`).
+
+    It starts by itself and loops, with no script, player or font to fetch, so it plays offline, in
+    a reopened (untrusted) notebook, in nbconvert's HTML and wherever the PNG is copied; a viewer
+    without APNG support shows the first frame.
+    """
+
+    png: bytes
+    frames: int
+    fps: float
+    width: int
+    height: int
+
+    def _repr_png_(self) -> bytes:
+        return self.png
+
+    def data_uri(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
+
+    def html(self) -> str:
+        """An `<img>` tag that carries the animation in its `src`, for an HTML page."""
+        return f'<img src="{self.data_uri()}" width="{self.width}" alt="animation">'
+
+    def __repr__(self) -> str:
+        return (
+            f"Animation({self.frames} frames at {self.fps:g} fps, {self.width}x{self.height} px, "
+            f"{len(self.png):,} bytes)"
+        )
+
+
+def encode_apng(frames: torch.Tensor, fps: float = 4.0) -> bytes:
+    """Frames (t, 3, h, w) floats in [0, 1] -> animated PNG bytes: 1000 / fps ms a frame, looping.
+
+    Lossless (the frames read back exactly). Identical consecutive frames are stored once with
+    their durations added, so the playing time is always t / fps seconds.
+    """
+    if frames.dim() != 4 or frames.shape[1] != 3 or frames.shape[0] == 0:
+        raise ValueError(
+            f"frames must be (t, 3, h, w) with t >= 1, got {tuple(frames.shape)}; "
+            "convert class maps with sketch_to_rgb first"
+        )
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    pixels = (frames.detach().cpu().float().clamp(0, 1) * 255).round().to(torch.uint8)
+    images = [Image.fromarray(f.permute(1, 2, 0).contiguous().numpy()) for f in pixels]
+    buffer = io.BytesIO()
+    images[0].save(
+        buffer,
+        format="PNG",
+        save_all=True,
+        append_images=images[1:],
+        duration=round(1000 / fps),
+        loop=0,  # forever
+    )
+    return buffer.getvalue()
+
+
+def _title_font(size: int):
+    """Matplotlib's DejaVu Sans (the figures' font) at `size` px, or Pillow's built-in font."""
+    from matplotlib import font_manager
+
+    try:
+        return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), size)
+    except OSError:
+        return ImageFont.load_default()
+
+
 def animate(
     videos: torch.Tensor | Sequence[torch.Tensor],
     titles: Sequence[str] | None = None,
     *,
-    fps: int = 4,
-    size: float = 2.0,
-    title_width: int = 26,
-):
-    """An HTML animation (matplotlib `to_jshtml`) of video(s) (t, 3, h, w), side by side."""
-    import matplotlib.pyplot as plt
-    from IPython.display import HTML
-    from matplotlib import animation
+    fps: float = 4,
+    scale: int | None = None,
+    ncols: int = 4,
+    title_width: int | None = None,
+) -> Animation:
+    """Video(s) (t, 3, h, w) or class maps (t, h, w), side by side, as one looping `Animation`.
 
+    Each video is enlarged `scale` times (default: about 128 px high) without smoothing, with its
+    title wrapped above it; `ncols` videos a row. A shorter video holds its last frame.
+    """
     if isinstance(videos, torch.Tensor) and videos.dim() == (
         4 if videos.is_floating_point() else 3
     ):
         videos = [videos]
     videos = [_as_rgb(v) for v in videos]
+    if not videos:
+        raise ValueError("no videos to animate")
+    if titles is not None and len(titles) != len(videos):
+        raise ValueError(f"{len(titles)} titles for {len(videos)} videos; give one per video")
+    height, width = max(v.shape[-2] for v in videos), max(v.shape[-1] for v in videos)
+    scale = scale or max(1, 128 // height)
+    gap, font_px = 6, 11
+    cell_w, cell_h = width * scale, height * scale
+    wrap = title_width or max(8, int(cell_w / (0.6 * font_px)))
+    lines = [wrap_title(t, wrap) for t in titles or []]
+    band = max((len(t.split("\n")) for t in lines), default=0) * (font_px + 3)
+    ncols = max(1, min(ncols, len(videos)))
+    nrows = (len(videos) + ncols - 1) // ncols
+    canvas_w = ncols * cell_w + (ncols + 1) * gap
+    canvas_h = nrows * (band + cell_h) + (nrows + 1) * gap
+    background = Image.new("RGB", (canvas_w, canvas_h), "white")
+    draw, font = ImageDraw.Draw(background), _title_font(font_px)
+    corners = []  # top-left pixel of each video on the canvas
+    for k in range(len(videos)):
+        x = gap + (k % ncols) * (cell_w + gap)
+        y = gap + (k // ncols) * (band + cell_h + gap)
+        if lines:
+            draw.multiline_text((x, y), lines[k], fill=(34, 34, 34), font=font, spacing=3)
+        corners.append((x, y + band))
+    base = torch.from_numpy(np.array(background)).permute(2, 0, 1).float() / 255
     frames = max(v.shape[0] for v in videos)
-    fig, axes = plt.subplots(
-        1, len(videos), figsize=(size * len(videos), size + 0.4), squeeze=False
-    )
-    shown = []
-    for k, (ax, video) in enumerate(zip(axes[0], videos, strict=True)):
-        ax.axis("off")
-        shown.append(ax.imshow(video[0].permute(1, 2, 0).numpy(), interpolation="nearest"))
-        if titles is not None:
-            ax.set_title(wrap_title(titles[k], title_width), fontsize=7)
-    fig.tight_layout()
-
-    def draw(t: int):
-        for image, video in zip(shown, videos, strict=True):
-            image.set_data(video[min(t, video.shape[0] - 1)].permute(1, 2, 0).numpy())
-        return shown
-
-    anim = animation.FuncAnimation(fig, draw, frames=frames, interval=1000 // fps, blit=False)
-    html = HTML(anim.to_jshtml(default_mode="loop"))
-    plt.close(fig)
-    return html
+    canvas = base.repeat(frames, 1, 1, 1)  # (t, 3, H, W)
+    for (x, y), video in zip(corners, videos, strict=True):
+        big = video.repeat_interleave(scale, -2).repeat_interleave(scale, -1)
+        for t in range(frames):
+            frame = big[min(t, video.shape[0] - 1)]
+            canvas[t, :, y : y + frame.shape[-2], x : x + frame.shape[-1]] = frame
+    return Animation(encode_apng(canvas, fps), frames, fps, canvas_w, canvas_h)
 
 
 def _text_panel(ax, text: str, width: int = 20) -> None:

@@ -13,7 +13,7 @@ Axis letters: heads, n queries, m keys; grids (t, h, w).
 | all maps of one sample | `record_attention(model, condition, target)` -> `AttentionMaps` |
 | one row of A on the key grid | `AttentionMaps.row(layer, head, query)` (T', H', W') |
 | the picture | `plot_attention(maps, layer, head, query)` -> Figure |
-| the interactive explorer | `attention_explorer(maps)` (ipywidgets: layer, head, query t/h/w) |
+| the explorer (ipywidgets) | `attention_explorer(maps, layer=..., head=..., query=...)` |
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from torch import Tensor
 from nuwa_lab.attention.coords import raster_index
 from nuwa_lab.model.condition import Condition
 from nuwa_lab.model.nuwa import Nuwa, grid_of
-from nuwa_lab.viz.attention import rescaled_query
+from nuwa_lab.viz.attention import centre_query, rescaled_query
 
 
 @dataclass
@@ -118,31 +118,47 @@ def plot_attention(maps: AttentionMaps, layer: str, head: int, query: Sequence[i
     return fig
 
 
-def attention_explorer(maps: AttentionMaps):
-    """An ipywidgets explorer of the recorded maps: layer, head and the query's (t, h, w)."""
+def attention_explorer(
+    maps: AttentionMaps,
+    *,
+    layer: str | None = None,
+    head: int = 0,
+    query: Sequence[int] | None = None,
+):
+    """An ipywidgets explorer of the recorded maps: layer, head and the query's (t, h, w).
+
+    It opens on `layer` (default: the last recorded), `head` and `query` (default: the centre of
+    the layer's last query frame): pass those of the figure above it, so it opens on that figure.
+    It draws `plot_attention` and prints the number of keys with weight.
+    """
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
 
-    def grid_of_layer(layer):
-        return maps.q_grids[layer]
-
-    layer_box = widgets.Dropdown(options=maps.layers, value=maps.layers[-1], description="layer")
-    first = maps.weights[maps.layers[0]].shape[0]
+    layer = maps.layers[-1] if layer is None else layer
+    query = centre_query(maps.q_grids.get(layer, (1, 1, 1))) if query is None else query
+    query = tuple(int(c) for c in query)
+    maps.row(layer, head, query)  # checks layer, head and query, with an error naming the bad one
     slider = dict(continuous_update=False)
-    head = widgets.IntSlider(0, 0, first - 1, description="head", **slider)
-    t, h, w = (widgets.IntSlider(0, 0, 0, description=f"query {a}", **slider) for a in "thw")
+    layer_box = widgets.Dropdown(options=maps.layers, value=layer, description="layer")
+    heads = maps.weights[layer].shape[0]
+    head_box = widgets.IntSlider(value=head, min=0, max=heads - 1, description="head", **slider)
+    t, h, w = (
+        widgets.IntSlider(value=c, min=0, max=n - 1, description=f"query {a}", **slider)
+        for a, c, n in zip("thw", query, maps.q_grids[layer], strict=True)
+    )
 
     def resize(*_):
-        grid = grid_of_layer(layer_box.value)
+        grid = maps.q_grids[layer_box.value]
         for s, n in zip((t, h, w), grid, strict=True):
             s.max = n - 1
             s.value = min(s.value, n - 1)
 
     layer_box.observe(resize, names="value")
-    resize()
 
     def show(layer, head, t, h, w):
+        row = maps.row(layer, head, (t, h, w))
         plot_attention(maps, layer, head, (t, h, w))
         plt.show()
+        print(f"{layer}, head {head}, query {(t, h, w)}: {int((row > 0).sum())} keys with weight")
 
-    return widgets.interactive(show, layer=layer_box, head=head, t=t, h=h, w=w)
+    return widgets.interactive(show, layer=layer_box, head=head_box, t=t, h=h, w=w)

@@ -4,7 +4,8 @@
 image): the condition the encoder reads (caption, sketch, or the input), the token grid over the
 input with fixed tokens kept and generated ones hatched in red, the output, and the ground truth.
 `comparison_figure(ev)` puts several outputs beside their ground truth. Both return a matplotlib
-Figure and never call `plt.show()`.
+Figure and never call `plt.show()`. For video tasks, `comparison_animation(ev)` and
+`segmentation_animation(ev)` show the same videos playing (an `Animation`, see `viz.frames`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 
 from nuwa_lab.tasks.report import breakdown
 from nuwa_lab.tasks.spec import get_task
-from nuwa_lab.viz.frames import show_frames, show_images, sketch_to_rgb
+from nuwa_lab.viz.frames import Animation, animate, show_frames, show_images, sketch_to_rgb
 
 
 def _image(ax: Any, x: torch.Tensor) -> None:
@@ -116,27 +117,46 @@ def mechanism_figure(ev: Any, index: int = 0, *, size: float = 1.8) -> Any:
     return fig
 
 
+def _comparison(ev: Any, count: int, items: Sequence[int] | None) -> tuple[list, list[str]]:
+    """(generated, truth) pairs of the chosen items, and their titles, in showing order."""
+    spec = get_task(ev.task)
+    chosen = list(range(len(ev.output.pixels)) if items is None else items)[:count]
+    if not chosen:
+        raise ValueError("no items to show: `items` is empty")
+    every_label = _labels(spec, ev.inputs, len(ev.output.pixels))
+    pictures, titles = [], []
+    for i in chosen:
+        label = every_label[i]
+        pictures += [ev.output.pixels[i], ev.inputs[spec.target][i]]
+        titles += (
+            [f"generated: {label}", f"truth: {label}"] if spec.video else [f"gen: {label}", "truth"]
+        )
+    return pictures, titles
+
+
 def comparison_figure(
     ev: Any, count: int = 8, *, items: Sequence[int] | None = None, **kwargs: Any
 ) -> Any:
     """Outputs beside their ground truth (images: pairs; videos: frame strips): the first `count`,
     or the first `count` of `items` (indices into the evaluated batch, e.g. its misses)."""
-    spec = get_task(ev.task)
-    chosen = list(range(len(ev.output.pixels)) if items is None else items)[:count]
-    if not chosen:
-        raise ValueError("no items to show: `items` is empty")
-    count = len(chosen)
-    truth = ev.inputs[spec.target][chosen]
-    generated = ev.output.pixels[chosen]
-    every_label = _labels(spec, ev.inputs, len(ev.output.pixels))
-    labels = [every_label[i] for i in chosen]
-    if spec.video:
-        videos = [v for pair in zip(generated, truth, strict=True) for v in pair]
-        titles = [f"{s}: {labels[i]}" for i in range(count) for s in ("generated", "truth")]
-        return show_frames(videos, titles=titles, **kwargs)
-    images = [x for pair in zip(generated, truth, strict=True) for x in pair]
-    titles = [t for i in range(count) for t in (f"gen: {labels[i]}", "truth")]
-    return show_images(images, titles=titles, ncols=min(8, 2 * count), **kwargs)
+    pictures, titles = _comparison(ev, count, items)
+    if get_task(ev.task).video:
+        return show_frames(pictures, titles=titles, **kwargs)
+    return show_images(pictures, titles=titles, ncols=min(8, len(pictures)), **kwargs)
+
+
+def comparison_animation(
+    ev: Any, count: int = 4, *, items: Sequence[int] | None = None, **kwargs: Any
+) -> Animation:
+    """The videos of `comparison_figure`, playing: generated beside truth, two pairs a row."""
+    _need_video(ev, "comparison_figure")
+    pictures, titles = _comparison(ev, count, items)
+    return animate(pictures, titles=titles, ncols=4, **kwargs)
+
+
+def _need_video(ev: Any, still: str) -> None:
+    if not get_task(ev.task).video:
+        raise ValueError(f"task {ev.task!r} makes images, which do not move: use {still}")
 
 
 def _labels(spec: Any, inputs: dict, count: int) -> list[str]:
@@ -170,18 +190,26 @@ def breakdown_figure(ev: Any, *, size: tuple[float, float] = (4.5, 2.6)) -> Any:
     return fig
 
 
-def segmentation_figure(ev: Any, count: int = 4, **kwargs: Any) -> Any:
-    """S2I / S2V: input sketch, output, and the segmenter's reading of the output (Detected PA)."""
+def _segmentation(ev: Any, count: int) -> tuple[list, list[str]]:
+    """(sketch, generated, segmenter's reading) of the first `count` items, and their titles."""
     if ev.segmentation is None:
         raise ValueError(f"task {ev.task!r} has no segmentation; this figure is for s2i / s2v")
     count = min(count, len(ev.output.pixels))
-    sketch, seg = ev.inputs["sketch"][:count], ev.segmentation[:count]
-    gen = ev.output.pixels[:count]
+    sketch, seg, gen = ev.inputs["sketch"], ev.segmentation, ev.output.pixels
+    pictures = [x for i in range(count) for x in (sketch[i], gen[i], seg[i])]
+    return pictures, ["sketch", "generated", "segmenter reads"] * count
+
+
+def segmentation_figure(ev: Any, count: int = 4, **kwargs: Any) -> Any:
+    """S2I / S2V: input sketch, output, and the segmenter's reading of the output (Detected PA)."""
+    pictures, titles = _segmentation(ev, count)
     if get_task(ev.task).video:
-        videos = [v for i in range(count) for v in (sketch_to_rgb(sketch[i]), gen[i],
-                                                    sketch_to_rgb(seg[i]))]  # fmt: skip
-        titles = [t for i in range(count) for t in ("sketch", "generated", "segmenter reads")]
-        return show_frames(videos, titles=titles, **kwargs)
-    images = [x for i in range(count) for x in (sketch[i], gen[i], seg[i])]
-    titles = ["sketch", "generated", "segmenter reads"] * count
-    return show_images(images, titles=titles, ncols=6, **kwargs)
+        return show_frames(pictures, titles=titles, **kwargs)
+    return show_images(pictures, titles=titles, ncols=6, **kwargs)
+
+
+def segmentation_animation(ev: Any, count: int = 2, **kwargs: Any) -> Animation:
+    """S2V's `segmentation_figure`, playing: sketch, output, the segmenter's reading; a row each."""
+    _need_video(ev, "segmentation_figure")
+    pictures, titles = _segmentation(ev, count)
+    return animate(pictures, titles=titles, ncols=3, **kwargs)
