@@ -99,7 +99,9 @@ def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tu
     x = np.asarray(values, dtype=np.float64)
     if len(x) < 2:
         raise ValueError(f"need at least 2 values for an interval of their mean, got {len(x)}")
-    half = float(stats.t.ppf(1 - (1 - confidence) / 2, len(x) - 1)) * x.std(ddof=1) / math.sqrt(len(x))
+    half = (
+        float(stats.t.ppf(1 - (1 - confidence) / 2, len(x) - 1)) * x.std(ddof=1) / math.sqrt(len(x))
+    )
     return float(x.mean()) - half, float(x.mean()) + half
 
 

@@ -34,7 +34,7 @@ BUDGETS = ("steps", "t2v_examples", "time")
 
 
 def parse_budget(text: str) -> tuple[str, str | None]:
-    """"steps" -> ("steps", None); "time:t2v+t2i" -> ("time", "t2v+t2i"); errors name the form."""
+    """ "steps" -> ("steps", None); "time:t2v+t2i" -> ("time", "t2v+t2i"); errors name the form."""
     kind, _, match = text.partition(":")
     if kind not in BUDGETS or (kind == "steps") != (match == ""):
         raise ValueError(

@@ -30,6 +30,7 @@ import torch
 from nuwa_lab.config import Config, SampleConfig
 from nuwa_lab.metrics import ImageProbe, Segmenter, VideoProbe, attribute_accuracy
 from nuwa_lab.model import Nuwa
+from nuwa_lab.tasks.item_intervals import item_intervals, item_values
 from nuwa_lab.tasks.metrics import (
     completion_metrics,
     manipulation_metrics,
@@ -37,7 +38,6 @@ from nuwa_lab.tasks.metrics import (
     sketch_metrics,
     text_to_visual_metrics,
 )
-from nuwa_lab.tasks.item_intervals import item_intervals, item_values
 from nuwa_lab.tasks.run import TaskOutput, Tokenizers, run_task
 from nuwa_lab.tasks.spec import TASK_SPECS, get_task, given_frames
 from nuwa_lab.tokenizer import VQGANSeg, VQModel
@@ -199,9 +199,7 @@ def evaluate_task(
     metrics["sample_seconds"] = seconds
     shown = {k: v for k, v in options.items() if k not in ("generator", "score_fn")}
     seg = kit.segmenter.predict(output.pixels) if spec.condition == "sketch" else None
-    per_item = item_values(
-        spec.name, inputs, output.pixels, segmentation=seg, reconstruction=recon
-    )
+    per_item = item_values(spec.name, inputs, output.pixels, segmentation=seg, reconstruction=recon)
     for key, value in item_intervals(per_item).items():  # 95% bootstrap intervals over items
         metrics.setdefault(key, value)
     return TaskEvaluation(spec.name, split, inputs, output, metrics, seconds, shown, seg)

@@ -12,7 +12,7 @@ draws are its 95% interval, logged as `<metric>_low` / `<metric>_high` beside th
 | S2I / S2V | `foreground_accuracy` | (shape pixels right, shape pixels) | the same ratio |
 | I2I | `psnr_db` | PSNR of the image, capped | mean |
 | V2V | `psnr_gain_from_frame2_db` | mean over frames 2.. of PSNR(ours) − PSNR(copy-last) | mean |
-| TI2I / TV2V | `psnr_preserved_db` | PSNR of the kept part (outside the edit / given frames) | mean |
+| TI2I / TV2V | `psnr_preserved_db` | PSNR of the kept part (not edited, or given) | mean |
 | TI2I / TV2V | `preservation_gap_db` | PSNR kept by the tokenizer's round trip − ours | mean |
 
 Ratios are pooled the way the metric itself is (every pixel counts once), so the interval is the

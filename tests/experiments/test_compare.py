@@ -64,7 +64,9 @@ def test_single_seed_arms_get_no_interval_and_the_markdown_says_why() -> None:
     assert compare_arms(rows, ATTENTION) == []
     assert "at least 2 seeds of each arm" in comparison_markdown(rows, ATTENTION)
     plain = Comparison(arm="TASK_MIX", reference="t2v", metrics=(("acc", False),))
-    rows = [{"TASK_MIX": m, "acc": a} for m, a in (("t2v", 0.1), ("t2v", 0.2), ("x", 0.5), ("x", 0.6))]
+    rows = [
+        {"TASK_MIX": m, "acc": a} for m, a in (("t2v", 0.1), ("t2v", 0.2), ("x", 0.5), ("x", 0.6))
+    ]
     (row,) = compare_arms(rows, plain)
     assert row["verdict"].startswith("holds here: x better")
 

@@ -181,7 +181,8 @@ def test_excluded_grid_points_get_no_run_and_bad_exclusions_are_named(project: P
     ):
         path = write_sweep(
             project,
-            f"notebook: notebooks/99_test.ipynb\ngrid: {{SEED: [0, 1], X: [1, 2]}}\nexclude: {exclude}\n",
+            "notebook: notebooks/99_test.ipynb\ngrid: {SEED: [0, 1], X: [1, 2]}\n"
+            f"exclude: {exclude}\n",
         )
         with pytest.raises(ValueError, match=message):
             load_sweep(path)

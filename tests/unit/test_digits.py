@@ -48,12 +48,14 @@ def centroid(frame) -> np.ndarray:
     return np.array([(xs * ink).sum(), (ys * ink).sum()]) / ink.sum()
 
 
-@pytest.mark.parametrize("direction, step", [("left", (-4, 0)), ("right", (4, 0)), ("up", (0, -4)), ("down", (0, 4))])
+@pytest.mark.parametrize(
+    "direction, step", [("left", (-4, 0)), ("right", (4, 0)), ("up", (0, -4)), ("down", (0, 4))]
+)
 def test_a_video_moves_the_digit_four_pixels_per_frame_the_named_way(direction, step) -> None:
     scans, _ = load_scans()
     frames = digit_video(scans[3], 32, 4, direction, speed=4)
     centres = [centroid(f) for f in frames]
-    for a, b in zip(centres, centres[1:]):
+    for a, b in zip(centres, centres[1:], strict=False):
         assert b - a == pytest.approx(step, abs=1e-6)
     with pytest.raises(ValueError, match="leaves a 32-pixel canvas"):
         digit_video(scans[3], 32, 8, direction, speed=4)

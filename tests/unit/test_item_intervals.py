@@ -1,4 +1,4 @@
-"""Per-item values of the tasks' means and their bootstrap intervals, on cases with known answers."""
+"""Per-item values of the tasks' means and their bootstrap intervals, on known answers."""
 
 from __future__ import annotations
 

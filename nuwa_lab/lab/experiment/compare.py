@@ -88,6 +88,11 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _values(rows: list[dict[str, Any]], key: str, arm: Any, metric: str) -> list[float]:
+    """The per-seed values of `metric` of the rows whose `key` is `arm`."""
+    return [float(r[metric]) for r in rows if r.get(key) == arm and _number(r.get(metric))]
+
+
 def _with_stand_ins(rows: list[dict[str, Any]], comparison: Comparison) -> list[dict[str, Any]]:
     rows = list(rows)
     for arm, key, missing, present in comparison.stand_in:
@@ -113,16 +118,9 @@ def compare_arms(rows: list[dict[str, Any]], comparison: Comparison) -> list[dic
             continue
         for metric, lower_is_better in comparison.metrics:
 
-            def values(arm: Any, metric: str = metric) -> list[float]:
-                return [
-                    float(r[metric])
-                    for r in members
-                    if r.get(comparison.arm) == arm and _number(r.get(metric))
-                ]
-
-            ref = values(comparison.reference)
+            ref = _values(members, comparison.arm, comparison.reference, metric)
             for arm in arms:
-                mine = values(arm)
+                mine = _values(members, comparison.arm, arm, metric)
                 if arm == comparison.reference or len(mine) < 2 or len(ref) < 2:
                     continue
                 if comparison.arms and arm not in comparison.arms:

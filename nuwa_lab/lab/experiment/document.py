@@ -18,6 +18,7 @@ import base64
 import html
 import os
 import re
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -121,17 +122,22 @@ class Document:
 
     def _small_copy(self, path: Path) -> Path:
         """`path` copied into `figure_dir` as a PNG at most FIGURE_MAX_PX wide (named after its
-        run folder, so figures of different runs never collide)."""
+        run folder, so figures of different runs never collide); an animated PNG is copied as
+        it is, so the report's videos play."""
         self.figure_dir.mkdir(parents=True, exist_ok=True)
         name = f"{path.parent.name}-{path.stem}.png".lstrip(".")
         if path.parent.name == "figures":  # a run's inline figures: <run>/figures/<n>.png
             name = f"{path.parent.parent.name}-{path.stem}.png"
         target = self.figure_dir / name
+        tmp = target.with_name(f".{target.name}.tmp")
         with Image.open(path) as image:
+            if getattr(image, "is_animated", False):  # an APNG video: kept whole, so it plays
+                shutil.copyfile(path, tmp)
+                os.replace(tmp, target)
+                return target
             if image.width > FIGURE_MAX_PX:
                 height = round(image.height * FIGURE_MAX_PX / image.width)
                 image = image.resize((FIGURE_MAX_PX, height), Image.LANCZOS)
-            tmp = target.with_name(f".{target.name}.tmp")
             image.save(tmp, format="PNG", optimize=True)
         os.replace(tmp, target)
         return target

@@ -306,7 +306,9 @@ def _exclusions(
     out = []
     for entry in entries:
         if not isinstance(entry, dict) or not entry:
-            raise ValueError(f"{source}: each `exclude` entry must be a non-empty mapping, got {entry!r}")
+            raise ValueError(
+                f"{source}: each `exclude` entry must be a non-empty mapping, got {entry!r}"
+            )
         for key, value in entry.items():
             if key not in grid:
                 raise ValueError(

@@ -66,7 +66,9 @@ def targets_over_seeds(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 row[_seed_label(seed)] = f"{found['reached']:.4g} {mark}"
         if len(numbers) >= 2:
             low, high = mean_interval(numbers)
-            row["mean [95% over seeds]"] = f"{sum(numbers) / len(numbers):.4g} [{low:.4g}, {high:.4g}]"
+            row["mean [95% over seeds]"] = (
+                f"{sum(numbers) / len(numbers):.4g} [{low:.4g}, {high:.4g}]"
+            )
         else:
             row["mean [95% over seeds]"] = "–"
         met = [by_seed[s]["met"] == "yes" for s in seeds if s in by_seed]
