@@ -16,6 +16,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("nuwa_lab.lab.bench", "speed benchmarks, as ratios measured in one process"),
     "probe": ("nuwa_lab.lab.probe_cli", "train / load the probes and print their accuracies"),
     "plan": ("nuwa_lab.lab.plan", "parameters, FLOPs, memory and GPU step time of a preset"),
+    "train": (
+        "nuwa_lab.lab.train_cli",
+        "train the tokenizer and the pretrained model on your own data folder",
+    ),
     "sweep": (
         "nuwa_lab.lab.experiment.cli",
         "run a sweep file: notebooks x parameter grid, papermill",

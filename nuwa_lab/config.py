@@ -173,6 +173,9 @@ class WorldConfig:
         ("diamond", "yellow"),
     )
     split_sizes: tuple[int, int, int] = (1_000_000, 10_000, 10_000)  # train, val, test seeds
+    # what the recipes train on: "shapes" (this world) or "folder:PATH", a folder of captioned
+    # images and videos (nuwa_lab.world.source; the fields above then set only image_size, frames)
+    source: str = "shapes"
 
     # what each value may be (the type is the annotation's); checked by make_config
     RULES: ClassVar[dict[str, Rule]] = {
@@ -187,6 +190,10 @@ class WorldConfig:
         # pairs of world.shapes x world.colours: see CROSS_RULES
         "held_out": Rule(lambda v: True, "(shape, colour) pairs"),
         "split_sizes": Rule(lambda v: min(v) > 0, "(train, val, test) seed counts, positive ints"),
+        "source": Rule(
+            lambda v: v == "shapes" or (v.startswith("folder:") and bool(v[7:].strip())),
+            '"shapes" or "folder:" followed by a path (e.g. "folder:data/digits")',
+        ),
     }
 
 
@@ -221,7 +228,10 @@ class TokenizerConfig:
     init: str = "kmeans++"  # data-dependent codebook init from the first batch: kmeans++ | random
     dead_code_steps: int = 20  # restart a code left unused for this many training steps (0 = off)
     rec_loss: str = "l2"  # l1 | l2 | l1+l2 (L2 learns flat colours and edges fastest)
-    perceptual_weight: float = 0.1  # w_P (LPIPS); 0 for VQ-VAE
+    perceptual_weight: float = 0.1  # w_P; 0 for VQ-VAE
+    # L_P's network (nuwa_lab.recipes.tokenizers.PERCEPTUALS): lpips (the lpips package; a random
+    # AlexNet without cached ImageNet weights) | probe (the lab's trained image probe, no download)
+    perceptual: str = "lpips"
     gan_weight: float = 0.1  # w_G, times the adaptive weight lambda; 0 for VQ-VAE
     disc_start: int = 500  # step at which the discriminator loss switches on
     disc_channels: int = 32
@@ -257,6 +267,7 @@ class TokenizerConfig:
         "dead_code_steps": NON_NEGATIVE,  # 0 = off
         "rec_loss": one_of(*REC_LOSSES),
         "perceptual_weight": NON_NEGATIVE,
+        "perceptual": one_of("lpips", "probe"),
         "gan_weight": NON_NEGATIVE,
         "disc_start": NON_NEGATIVE,
         "disc_channels": POSITIVE,

@@ -6,10 +6,10 @@
     attribute_accuracy(probe, generated_pixels, asked_objects)  # {"shape": .., ..., "all": ..}
 
 Modules: image.py (PSNR, SSIM), frechet.py (Fréchet distance, lab-FID / lab-FVD, the Inception FID
-path), perceptual.py (LPIPS and which backbone it uses), codebook.py (usage, perplexity), probe.py
-(ImageProbe, VideoProbe, Segmenter), probe_train.py (their training; the artifact kinds "probe",
-"video_probe", "segmenter"), accuracy.py (attribute and pixel accuracy), cli.py (`python -m nuwa_lab
-probe`).
+path), perceptual.py (LPIPS and which backbone it uses), probe_perceptual.py (the same recipe on
+the lab's own trained probe), codebook.py (usage, perplexity), probe.py (ImageProbe, VideoProbe,
+Segmenter; their training is `nuwa_lab.recipes.probes`), accuracy.py (attribute and pixel
+accuracy), intervals.py (95% intervals of rates, means and differences between arms).
 """
 
 from nuwa_lab.metrics.accuracy import attribute_accuracy, pixel_accuracy, segmentation_accuracy
@@ -28,10 +28,12 @@ from nuwa_lab.metrics.frechet import (
 from nuwa_lab.metrics.image import psnr, ssim
 from nuwa_lab.metrics.perceptual import lpips_backbone, lpips_distance, lpips_model
 from nuwa_lab.metrics.probe import ImageProbe, Segmenter, VideoProbe
+from nuwa_lab.metrics.probe_perceptual import ProbePerceptual
 
 __all__ = [
     "ImageProbe",
     "InceptionFeatures",
+    "ProbePerceptual",
     "Segmenter",
     "VideoProbe",
     "attribute_accuracy",

@@ -10,7 +10,10 @@ kind is registered by the module that owns it:
 - `sections`: the names of the `Config` fields the artifact depends on: whole sections ("world",
   "seed", ...) or single fields ("probe.steps"). The folder is `<root>/<kind>-<hash>/` with hash =
   `config_hash(kind, version, those fields)`, so a change of any of them trains a new artifact
-  beside the old one.
+  beside the old one. The data hook: an artifact that depends on the world section (or a field
+  of it) also hashes what the config cannot show about its data, `source_fingerprint(cfg.world)`
+  (`nuwa_lab.world.source`): nothing for the Shapes World, a pure function of the config; the
+  content hash of the folder for `world.source = "folder:PATH"`, so a changed folder retrains.
 - `code`: the modules (or packages) whose source decides what training produces. Their code is
   part of `version` (`code_version`: a hash of their syntax trees without comments, docstrings or
   formatting; the sampler, `UNHASHED_MODULES`, is left out), so editing the training
@@ -65,6 +68,7 @@ from nuwa_lab.train.files import (
     read_json_verified,
 )
 from nuwa_lab.train.loop import NonFiniteLossError
+from nuwa_lab.world.source import source_fingerprint
 
 MODEL_FILE = "model.pt"
 META_FILE = "meta.json"
@@ -209,6 +213,8 @@ def _sections(spec: ArtifactKind, cfg: Config) -> dict[str, Any]:
         out[name] = value
     if spec.derived is not None:
         out.update(spec.derived(cfg))
+    if any(name == "world" or name.startswith("world.") for name in spec.sections):
+        out.update(source_fingerprint(cfg.world))  # a data folder's content hash ({} for shapes)
     return out
 
 

@@ -64,6 +64,7 @@ from nuwa_lab.tasks.run import has_visible_context
 from nuwa_lab.tasks.spec import TASK_SPECS, get_task
 from nuwa_lab.train.files import IntegrityError, atomic_torch_save, load_torch_verified
 from nuwa_lab.train.loop import train
+from nuwa_lab.world.source import check_task
 
 # hand-written part of the version; the code below (the pretrained model's included) is hashed in
 VERSION = f"1+nuwa{PRETRAINED_VERSION}"
@@ -202,6 +203,7 @@ def finetune(
     model, and `kit`, a `nuwa_lab.tasks.TaskKit` with the tokenizers, when given)."""
 
     spec = get_task(task)
+    check_task(cfg.world, cfg.text, spec.name)  # a data folder may lack the task's data
     device = resolve_device(cfg.device)
     if pretrained is None:
         pretrained = start_model(cfg, spec.name, progress=progress, root=root)

@@ -6,6 +6,9 @@ fixed grid $F$ (positions given, not generated). T2I, T2V and V2V reuse pretrain
 data; the other tasks go through `nuwa_lab.tasks.task_tensors`, exactly as at sampling time. The
 batch of step s is drawn by a generator seeded with (seed, s), so resume is exact; V2V's train
 pool also holds a weight per video (`turning_weights`), and its rows are drawn in proportion.
+On a data folder (`world.source`) a pool holds all of the split's items, up to `size`; its I2I
+items come from `FolderSource.task_items`, and V2V's videos are all weighted alike (a folder
+has no ground truth of turns).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from nuwa_lab.tasks.spec import given_frames
 from nuwa_lab.train.loop import make_adamw, rank_slice, step_generator
 from nuwa_lab.world import ShapesWorld
 from nuwa_lab.world.motion import turns_after
+from nuwa_lab.world.source import NEEDS, folder_path, load_folder
 
 
 def task_pool(
@@ -52,9 +56,18 @@ def task_pool(
     if task in PRETRAIN_TASKS and not context:
         return _pretrain_pool(task, cfg, split, size, root=root, progress=progress)
 
+    folder = folder_path(cfg.world) is not None
+    if folder:  # all of the split's items, up to `size` (T2I, T2V, V2V: pretraining's pool)
+        source = load_folder(cfg.world, cfg.text)
+        source.check(task)
+        size = min(size, source.count(NEEDS[task][0], split))
     parts: dict[str, list[torch.Tensor]] = {"condition": [], "target": [], "fixed": []}
     for start in tqdm(range(0, size, chunk), desc=f"{task} pool", disable=not progress):
-        inputs = task_items(task, kit, split, min(chunk, size - start), offset=start)
+        n = min(chunk, size - start)
+        if folder:
+            inputs = source.task_items(task, split, n, offset=start)
+        else:
+            inputs = task_items(task, kit, split, n, offset=start)
         t = task_tensors(
             task,
             model,
@@ -75,14 +88,15 @@ def task_pool(
 def _pretrain_pool(task, cfg, split, size, *, root, progress) -> dict[str, torch.Tensor]:
 
     data = token_data(cfg, split, size, root=root, progress=progress)
-    condition, target = data.task_batch(task, torch.arange(len(data)))
+    condition, target = data.task_batch(task, torch.arange(data.count(task)))
     fixed = torch.zeros(target.shape, dtype=torch.bool)
     pool = {"condition": condition.tokens, "target": target, "fixed": fixed}
     pool["kind"] = torch.tensor(KINDS.index(condition.kind))
     if task == "v2v":  # the first given_frames frames are given, as when the task runs
         given = given_frames("v2v", cfg.tasks)
         fixed[:, :given] = True
-        if split == "train" and given >= 2 and cfg.tasks.v2v_turning_weight != 1:
+        shapes = folder_path(cfg.world) is None  # a folder has no ground truth of turns
+        if split == "train" and given >= 2 and cfg.tasks.v2v_turning_weight != 1 and shapes:
             pool["weight"] = turning_weights(cfg, size)
     return pool
 

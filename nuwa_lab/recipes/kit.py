@@ -15,7 +15,8 @@ from nuwa_lab.config import Config
 from nuwa_lab.recipes.cache import get_or_train
 from nuwa_lab.tasks.evaluate import TaskKit
 from nuwa_lab.tasks.spec import TASK_SPECS, get_task
-from nuwa_lab.world import ShapesWorld, TextTokenizer
+from nuwa_lab.world import ShapesWorld
+from nuwa_lab.world.source import text_tokenizer
 
 
 def tokenizer_kind(cfg: Config) -> str:
@@ -42,7 +43,7 @@ def load_kit(
         cfg=cfg,
         world=ShapesWorld(cfg.world),
         tokenizer=get(tokenizer_kind(cfg)),
-        text_tokenizer=TextTokenizer.from_config(cfg.world, cfg.text),
+        text_tokenizer=text_tokenizer(cfg.world, cfg.text),  # the grammar's or a data folder's
         seg_tokenizer=get("vqgan_seg", sketch),
         probe=get("probe", probes and need_image),
         video_probe=get("video_probe", probes and need_video),

@@ -13,7 +13,9 @@ mean cross-entropies*. The global batch of B items is split between the tasks of
 data-parallel shard gets the same mixture); the ratios set how many samples of each task a step
 sees, the loss weights every present task alike, as the paper does.
 
-Data: `cfg.pretrain.pool` train images and videos of the Shapes World, tokenized once with the
+Data: `cfg.pretrain.pool` train images and videos of the source (`cfg.world.source`: the Shapes
+World, or a data folder: its captioned images for T2I, its videos for T2V and V2V; a task whose
+data the folder lacks is an error naming it), tokenized once with the
 tokenizer artifact (`cfg.tokenizer.kind`) and the caption tokenizer, cached under the artifact
 root with a content hash (`token_data`: a damaged or unverifiable cache is rebuilt, with a
 warning naming it); the batch of step s draws items from the pool with a generator seeded by
@@ -65,7 +67,7 @@ from nuwa_lab.train.files import (
     read_json_verified,
 )
 from nuwa_lab.train.loop import make_adamw, rank_slice, step_generator, train
-from nuwa_lab.world import ShapesWorld, TextTokenizer
+from nuwa_lab.world.source import FolderSource, check_task, data_source, text_tokenizer
 
 VERSION = "2"  # the code below is hashed into it too (nuwa_lab.recipes.cache.code_version)
 # the code that decides the pretrained weights: the model, its attention, pretraining, the tokens
@@ -134,7 +136,8 @@ def task_layout(mix, batch: int) -> list[str]:
 
 @dataclass
 class TokenData:
-    """Tokenized Shapes World items: images (n, h, w), videos (n, T, h, w) and their captions."""
+    """Tokenized items: images (n, h, w), videos (m, T, h, w) and their captions (n = m for the
+    Shapes World; a data folder may have fewer videos than images, or none)."""
 
     images: Tensor
     image_text: Tensor
@@ -142,7 +145,11 @@ class TokenData:
     video_text: Tensor
 
     def __len__(self) -> int:
-        return self.images.shape[0]
+        return max(self.images.shape[0], self.videos.shape[0])
+
+    def count(self, task: str) -> int:
+        """The items `task` draws from: the images for T2I, the videos for T2V and V2V."""
+        return (self.images if task == "t2i" else self.videos).shape[0]
 
     def task_batch(self, task: str, rows: Tensor) -> tuple[Condition, Tensor]:
         """(condition, target codes) of `rows` for one pretraining task."""
@@ -183,22 +190,38 @@ def token_data(
             )
     device = resolve_device(cfg.device)
     vq = get_or_train(cfg.tokenizer.kind, cfg, progress=progress, root=root, device=device)
-    world, text = ShapesWorld(cfg.world), TextTokenizer.from_config(cfg.world, cfg.text)
-    seeds = list(world.seeds(split)[:size])
-    if len(seeds) < size:
-        raise ValueError(f"split {split!r} has {len(seeds)} seeds, fewer than {size} requested")
+    world, text = data_source(cfg.world, cfg.text), text_tokenizer(cfg.world, cfg.text)
+    if isinstance(world, FolderSource):  # all of the split, up to `size` of each kind
+        items = {k: list(range(min(size, world.count(k, split)))) for k in ("image", "video")}
+        render = {k: lambda rows, k=k: world.batch(k, split, rows) for k in ("image", "video")}
+    else:
+        seeds = list(world.seeds(split)[:size])
+        if len(seeds) < size:
+            raise ValueError(f"split {split!r} has {len(seeds)} seeds, fewer than {size} requested")
+        items = {"image": seeds, "video": seeds}
+        render = {"image": world.images, "video": world.videos}
     small = torch.int16 if vq.codebook_size <= 2**15 else torch.int32
     parts: dict[str, list[Tensor]] = {
         k: [] for k in ("images", "image_text", "videos", "video_text")
     }
-    for s in tqdm(range(0, size, chunk), desc=f"tokenize {split}", disable=not progress):
-        part = seeds[s : s + chunk]
-        for kind, render in (("image", world.images), ("video", world.videos)):
-            batch = render(part)
+    longest = max(len(v) for v in items.values())
+    for s in tqdm(range(0, longest, chunk), desc=f"tokenize {split}", disable=not progress):
+        for kind in ("image", "video"):
+            part = items[kind][s : s + chunk]
+            if not part:
+                continue
+            batch = render[kind](part)
             codes = vq.encode(batch.pixels.to(device)).cpu().to(small)
             parts[f"{kind}s"].append(codes)
             parts[f"{kind}_text"].append(text.encode_batch(batch.captions, truncate=True).to(small))
-    data = {k: torch.cat(v) for k, v in parts.items()}
+    side = cfg.world.image_size // cfg.tokenizer.downsample
+    empty = {  # a kind the source has none of
+        "images": (0, side, side),
+        "videos": (0, cfg.world.frames, side, side),
+        "image_text": (0, cfg.text.max_length),
+        "video_text": (0, cfg.text.max_length),
+    }
+    data = {k: torch.cat(v) if v else torch.zeros(empty[k], dtype=small) for k, v in parts.items()}
     atomic_torch_save(path, data, sha256=True)
     return TokenData(**data)
 
@@ -229,7 +252,9 @@ class PretrainTrainable:
         out: dict[str, Any] = {"world_size": world_size}
         for task in self.counts:
             mine = [i for i in range(b)[shard] if self.layout[i] == task]
-            condition, target = self.data.task_batch(task, rows[mine])
+            n = self.data.count(task)  # = len(data) for the Shapes World; a folder may have fewer
+            picked = rows[mine] if n == len(self.data) else rows[mine] * n // len(self.data)
+            condition, target = self.data.task_batch(task, picked)
             out[task] = {"condition": condition, "target": target}
         return out
 
@@ -264,18 +289,21 @@ def item_losses(model: Nuwa, condition: Condition, target: Tensor) -> Tensor:
 def validation_losses(
     model: Nuwa, data: TokenData, tasks=PRETRAIN_TASKS, *, batch_size: int = 64
 ) -> dict[str, float]:
-    """Mean token cross-entropy (nats) of each task over `data`: {"val_nll_<task>": ...}."""
+    """Mean token cross-entropy (nats) of each task over `data`: {"val_nll_<task>": ...} (a task
+    without items in `data`, e.g. T2V on a folder without videos, is left out)."""
     device = next(model.parameters()).device
     was = model.training
     model.eval()
     out = {}
     for task in tasks:
-        total = 0.0
-        for s in range(0, len(data), batch_size):
-            rows = torch.arange(s, min(s + batch_size, len(data)))
+        total, n = 0.0, data.count(task)
+        if not n:
+            continue
+        for s in range(0, n, batch_size):
+            rows = torch.arange(s, min(s + batch_size, n))
             condition, target = data.task_batch(task, rows)
             total += float(item_losses(model, condition.to(device), target.to(device)).sum())
-        out[f"val_nll_{task}"] = total / max(1, len(data))
+        out[f"val_nll_{task}"] = total / n
     model.train(was)
     return out
 
@@ -300,7 +328,11 @@ def pretrain(
     per task and the validation loss of every pretraining task on `cfg.pretrain.val_size` items.
     """
 
-    check_task_mix(cfg.train.task_mix)
+    for task, _ in check_task_mix(cfg.train.task_mix):  # a data folder may lack a task's data
+        try:
+            check_task(cfg.world, cfg.text, task)
+        except ValueError as e:
+            raise ValueError(f"{e}; leave {task.upper()} out of train.task_mix") from None
     data = token_data(cfg, "train", cfg.pretrain.pool, root=root, progress=progress)
     val = token_data(cfg, "val", cfg.pretrain.val_size, root=root, progress=progress)
     if model is None:

@@ -1,7 +1,7 @@
 r"""Training the tokenizers with `nuwa_lab.train.loop`; the artifact kinds "vqgan", "vqvae",
 "vqgan_seg".
 
-    vqgan = get_or_train("vqgan", cfg)       # VQ-GAN: L1 + LPIPS + PatchGAN (after disc_start)
+    vqgan = get_or_train("vqgan", cfg)       # VQ-GAN: pixel + L_P + PatchGAN (after disc_start)
     vqvae = get_or_train("vqvae", cfg)       # the same network, perceptual and GAN terms off
     seg = get_or_train("vqgan_seg", cfg)     # VQ-GAN-Seg on sketches (cross-entropy)
 
@@ -12,18 +12,28 @@ object may touch a wall where an image's never does). Two optimizers: "gen" (enc
 decoder) and "disc" (the PatchGAN, stepped only from `disc_start` on). Adam with
 $(\beta_1, \beta_2) = (0.5, 0.9)$ and no weight decay, as in taming-transformers.
 
+The perceptual term $L_P$ is chosen by `tokenizer.perceptual`: "lpips" (`lpips_distance`, on a
+randomly initialised AlexNet unless torchvision's ImageNet weights are cached) or "probe"
+(`ProbePerceptual`: the same recipe on the lab's trained image probe, loaded with
+`get_or_train("probe", cfg)`, trained first if needed).
+
 The artifacts depend on the `world` and `tokenizer` config sections only (not on `cfg.seed` or
-`cfg.train`): a tokenizer is an instrument shared by every experiment on the same world.
+`cfg.train`): a tokenizer is an instrument shared by every experiment on the same world. A VQ-GAN
+trained with the probe's distance also depends on the probe artifact: its key then holds the
+probe's folder name (`probe_dependency`), which hashes the probe's config fields and code, so a
+changed probe retrains the tokenizer.
 
 | symbol | code | meaning |
 |---|---|---|
 | S, b, $\eta$ | `tokenizer.steps` (`.seg_steps`), `.batch_size`, `.lr` | steps, batch, peak lr |
 | $w_P$, $w_G$ | `perceptual_weight`, `gan_weight` | 0 for "vqvae" and "vqgan_seg" |
+| $L_P$ | `tokenizer.perceptual`, `perceptual_distance(cfg)` | "lpips" or "probe" |
 | $s_D$ | `disc_start` | first step of the discriminator |
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -32,23 +42,30 @@ from torch import nn
 from nuwa_lab.config import Config, TokenizerConfig, TrainConfig
 from nuwa_lab.device import resolve_device
 from nuwa_lab.metrics.perceptual import lpips_distance
-from nuwa_lab.recipes.cache import WORLD_AND_LOOP, register_artifact
+from nuwa_lab.metrics.probe_perceptual import ProbePerceptual
+from nuwa_lab.recipes.cache import WORLD_AND_LOOP, artifact_dir, get_or_train, register_artifact
+from nuwa_lab.recipes.probes import PROBE_KINDS  # importing it registers the "probe" artifact
 from nuwa_lab.tokenizer.evaluate import quick_metrics
 from nuwa_lab.tokenizer.losses import VQGANLoss
 from nuwa_lab.tokenizer.seg import VQGANSeg, segmentation_loss
 from nuwa_lab.tokenizer.vqgan import VQGAN, VQModel
 from nuwa_lab.train.loop import rank_slice, step_generator, train
 from nuwa_lab.world import ShapesWorld
+from nuwa_lab.world.source import FolderSource, data_source, no_segmentation
 
 KINDS = ("vqgan", "vqvae", "vqgan_seg")
+PERCEPTUALS = ("lpips", "probe")  # tokenizer.perceptual: the network of L_P
 VERSION = "1"  # the code below is hashed into it too (nuwa_lab.recipes.cache.code_version)
-# the code that decides what a trained tokenizer is: this package, its LPIPS loss, data and loop
+# the code that decides what a trained tokenizer is: this package, its perceptual losses, data and
+# loop (the probe's own code enters through probe_dependency)
 CODE = (
     "nuwa_lab.tokenizer",
     "nuwa_lab.recipes.tokenizers",
     "nuwa_lab.metrics.perceptual",
+    "nuwa_lab.metrics.probe_perceptual",
     *WORLD_AND_LOOP,
 )
+PROBE_KIND = PROBE_KINDS[0]  # "probe": the image probe
 VIDEO_FRACTION = 4  # one sample in VIDEO_FRACTION is a random video frame
 
 
@@ -78,12 +95,58 @@ def train_config(tok: TokenizerConfig, *, seg: bool = False) -> TrainConfig:
     )
 
 
-def make_loss(kind: str, tok: TokenizerConfig) -> VQGANLoss:
-    """The objective of `kind`: VQ-GAN's full loss, or VQ-VAE's (perceptual and GAN off)."""
+def uses_probe(kind: str, tok: TokenizerConfig) -> bool:
+    """Whether a tokenizer of `kind` trains with the probe's perceptual distance."""
+    return kind == "vqgan" and tok.perceptual_weight > 0 and tok.perceptual == "probe"
+
+
+def probe_dependency(kind: str, cfg: Config) -> dict[str, str]:
+    """What the artifact of `kind` depends on beyond its config sections (the cache's `derived`):
+    the probe artifact's folder name, `probe-<hash of its fields and code>`, when it trains with
+    the probe's distance; nothing otherwise."""
+    if not uses_probe(kind, cfg.tokenizer):
+        return {}
+    return {"perceptual_probe": artifact_dir(PROBE_KIND, cfg).name}
+
+
+def perceptual_distance(
+    cfg: Config, *, progress: bool = False
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """$L_P$'s distance for `cfg.tokenizer.perceptual`: `lpips_distance`, or `ProbePerceptual` on
+    the cached image probe (trained first if missing, without touching the global RNG, so a
+    tokenizer trains the same whether the probe was cached or not)."""
+    name = cfg.tokenizer.perceptual
+    if name not in PERCEPTUALS:
+        raise ValueError(f"unknown tokenizer.perceptual {name!r}; valid: {', '.join(PERCEPTUALS)}")
+    if name == "lpips":
+        return lpips_distance
+    with torch.random.fork_rng(devices=[]):
+        probe = get_or_train(PROBE_KIND, cfg, progress=progress)
+    return ProbePerceptual(probe)
+
+
+def make_loss(
+    kind: str,
+    tok: TokenizerConfig,
+    *,
+    perceptual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+) -> VQGANLoss:
+    """The objective of `kind`: VQ-GAN's full loss, or VQ-VAE's (perceptual and GAN off).
+
+    `perceptual`: VQ-GAN's $L_P$ distance; by default `lpips_distance`. With
+    `tok.perceptual = "probe"` it must be given (`perceptual_distance(cfg)`: the probe is an
+    artifact, loaded through the cache)."""
     gan = kind == "vqgan"
-    perceptual = None
     if gan and tok.perceptual_weight > 0:
-        perceptual = lpips_distance
+        if perceptual is None and tok.perceptual == "probe":
+            raise ValueError(
+                "tokenizer.perceptual = 'probe' needs the trained probe: pass "
+                "perceptual=perceptual_distance(cfg) (it loads get_or_train('probe', cfg))"
+            )
+        if perceptual is None:
+            perceptual = lpips_distance
+    else:
+        perceptual = None
     return VQGANLoss(
         rec_loss=tok.rec_loss,
         perceptual_weight=tok.perceptual_weight if gan else 0.0,
@@ -96,11 +159,23 @@ def make_loss(kind: str, tok: TokenizerConfig) -> VQGANLoss:
 
 
 def training_batch(
-    world: ShapesWorld, seed: int, step: int, batch_size: int, *, sketch: bool = False
+    world: ShapesWorld | FolderSource,
+    seed: int,
+    step: int,
+    batch_size: int,
+    *,
+    sketch: bool = False,
 ) -> torch.Tensor:
-    """The global batch of `step`: pixels (b, 3, H, W), or class maps (b, H, W) with `sketch`."""
+    """The global batch of `step`: pixels (b, 3, H, W), or class maps (b, H, W) with `sketch`;
+    from a data folder (`world.source`) its train images and video frames, in the same shares."""
 
     g = step_generator(seed, step)
+    if isinstance(world, FolderSource):
+        if sketch:
+            raise ValueError(no_segmentation("VQ-GAN-Seg", world.root))
+        return world.training_pixels(
+            g, batch_size - batch_size // VIDEO_FRACTION, batch_size // VIDEO_FRACTION
+        )
     train_seeds = world.seeds("train")
     picks = torch.randint(0, len(train_seeds), (batch_size,), generator=g).tolist()
     seeds = [int(train_seeds[i]) for i in picks]
@@ -133,13 +208,28 @@ def _adam(module: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 class TokenizerTrainable:
     """The `nuwa_lab.train.loop.Trainable` of a tokenizer: optimizers "gen" and (VQ-GAN) "disc"."""
 
-    def __init__(self, kind: str, model: VQModel, cfg: Config, train_cfg: TrainConfig):
+    def __init__(
+        self,
+        kind: str,
+        model: VQModel,
+        cfg: Config,
+        train_cfg: TrainConfig,
+        *,
+        progress: bool = False,
+    ):
 
         self.kind, self.model, self.cfg, self.train_cfg = kind, model, cfg, train_cfg
-        self.world = ShapesWorld(cfg.world)
+        self.world = data_source(cfg.world, cfg.text)  # the Shapes World or a data folder
+        perceptual = None
+        if uses_probe(kind, cfg.tokenizer):
+            perceptual = perceptual_distance(cfg, progress=progress)
         with torch.random.fork_rng(devices=[]):  # the discriminator's init follows the seed too
             torch.manual_seed(cfg.tokenizer.seed + 1)
-            self.loss = None if kind == "vqgan_seg" else make_loss(kind, cfg.tokenizer)
+            self.loss = (
+                None
+                if kind == "vqgan_seg"
+                else make_loss(kind, cfg.tokenizer, perceptual=perceptual)
+            )
 
     def modules(self) -> dict[str, nn.Module]:
         mods: dict[str, nn.Module] = {"model": self.model}
@@ -205,7 +295,7 @@ def train_tokenizer(
         torch.manual_seed(cfg.tokenizer.seed)
         model = build(kind, cfg)
     train_cfg = train_config(cfg.tokenizer, seg=kind == "vqgan_seg")
-    trainable = TokenizerTrainable(kind, model, cfg, train_cfg)
+    trainable = TokenizerTrainable(kind, model, cfg, train_cfg, progress=progress)
     result = train(
         trainable,
         train_cfg,
@@ -224,7 +314,7 @@ def train_tokenizer(
         "steps": result.step,
     }
     every = max(1, len(result.history["step"]) // 200)  # a thinned curve for the notebook's plots
-    for key in ("step", "rec", "ce", "g_loss", "d_loss", "perplexity"):
+    for key in ("step", "rec", "perceptual", "ce", "g_loss", "d_loss", "perplexity"):
         if key in result.history:
             metrics[f"history_{key}"] = result.history[key][::every]
     metrics.update(quick_metrics(kind, model, cfg))
@@ -242,6 +332,7 @@ def _register() -> None:
             build_fn=lambda cfg, kind=kind: build(kind, cfg),
             version=VERSION,
             code=CODE,
+            derived=lambda cfg, kind=kind: probe_dependency(kind, cfg),
         )
 
 

@@ -38,6 +38,7 @@ from nuwa_lab.metrics import (
 from nuwa_lab.tokenizer.seg import VQGANSeg
 from nuwa_lab.tokenizer.vqgan import VQGAN, VQModel
 from nuwa_lab.world import Batch, ShapesWorld
+from nuwa_lab.world.source import FolderSource, data_source
 
 
 def _device(model: VQModel) -> torch.device:
@@ -119,14 +120,30 @@ def segmentation_metrics(model: VQGANSeg, sketch: torch.Tensor) -> tuple[dict[st
 
 
 def quick_metrics(kind: str, model: VQModel, cfg: Config) -> dict[str, float]:
-    """The validation scores stored with a trained artifact (no probe, no LPIPS: cheap)."""
+    """The validation scores stored with a trained artifact (no probe, no LPIPS: cheap); on a
+    data folder (`world.source`), its val images (or video frames when it has no images)."""
 
-    batch = eval_batch(ShapesWorld(cfg.world), "val", cfg.tokenizer.eval_samples)
+    source = data_source(cfg.world, cfg.text)
+    if isinstance(source, FolderSource):
+        scores, _ = reconstruction_metrics(
+            model, folder_pixels(source, "val", cfg.tokenizer.eval_samples), lpips=False
+        )
+        return {f"val_{k}": v for k, v in scores.items()}
+    batch = eval_batch(source, "val", cfg.tokenizer.eval_samples)
     if kind == "vqgan_seg":
         scores, _ = segmentation_metrics(model, batch.sketch)
     else:
         scores, _ = reconstruction_metrics(model, batch.pixels, lpips=False)
     return {f"val_{k}": v for k, v in scores.items()}
+
+
+def folder_pixels(source: FolderSource, split: str, n: int) -> torch.Tensor:
+    """Up to `n` images (b, 3, H, W) of a folder's split: its images, else its videos' frames."""
+    kind = "image" if source.count("image", split) else "video"
+    pixels = source.batch(kind, split, list(range(min(n, source.count(kind, split))))).pixels
+    if not len(pixels):
+        raise ValueError(f"no {split} images or videos to score a tokenizer on: {source.summary()}")
+    return pixels if kind == "image" else pixels.flatten(0, 1)[:n]  # (b * t, 3, H, W)
 
 
 def compression_configs(cfg: Config, *, min_size: int = 12) -> dict[str, Config]:

@@ -27,7 +27,7 @@ Axis letters: b batch, c channels, h w pixels.
 | paper | code |
 |---|---|
 | $\|x - \hat x\|_1$ | `reconstruction_loss(..., kind="l1")` |
-| $L_P$, $w_P$ | `perceptual(x_hat, x)` (LPIPS from `nuwa_lab.metrics`), `perceptual_weight` |
+| $L_P$, $w_P$ | `perceptual(x_hat, x)` (LPIPS or `ProbePerceptual`), `perceptual_weight` |
 | $D$ | `PatchDiscriminator` |
 | $L_D$, $L_G$ | `hinge_d_loss`, `hinge_g_loss` |
 | $\lambda$, $\delta$, $w_G$ | `adaptive_weight(...)`, `delta`, `gan_weight` |
@@ -118,7 +118,8 @@ def adaptive_weight(
 class VQGANLoss(nn.Module):
     """The generator and discriminator objectives, holding the discriminator.
 
-    `perceptual` is a differentiable `(x_hat, x) -> (b,)` distance on images in [0, 1] (LPIPS);
+    `perceptual` is a differentiable `(x_hat, x) -> (b,)` distance on images in [0, 1] (LPIPS, or
+    `nuwa_lab.metrics.ProbePerceptual`);
     it is kept outside the module tree so its (frozen) weights are neither trained nor saved here.
     """
 

@@ -135,17 +135,24 @@ def export_digits(
     speed: int = 4,
     videos_per_scan: int = 1,
     test_fraction: float = 0.2,
+    limit: int | None = None,
 ) -> Path:
     """Write the `split` scans ("train", "test" or "all") of the digits to `folder`: images/,
     videos/ (GIFs) and captions.jsonl (written last, so its presence marks a finished export).
+    `limit`: at most this many scans of each split, the first in the data set's order (a small
+    folder for tests; None = all).
 
     Captions take turns through `IMAGE_TEMPLATES`; video directions through left, right, up, down.
     Returns the path of captions.jsonl."""
     if split not in ("train", "test", "all"):
         raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+    if limit is not None and limit < 1:
+        raise ValueError(
+            f"limit must be a positive number of scans per split (or None), got {limit}"
+        )
     folder = Path(folder)
     scans, labels = load_scans()
-    parts = split_indices(labels, test_fraction)
+    parts = {name: rows[:limit] for name, rows in split_indices(labels, test_fraction).items()}
     chosen = (
         [(i, s) for s in ("train", "test") for i in parts[s]]
         if split == "all"

@@ -186,6 +186,12 @@ def to_markdown(
     return "\n".join(lines)
 
 
+def is_seed_key(key: str) -> bool:
+    """A grid key that only repeats a setting with another seed (SEED, TOKENIZER_SEED, ...):
+    tables average over it instead of making it a setting."""
+    return key == "SEED" or key.endswith("_SEED")
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -200,11 +206,14 @@ def aggregate(
     """
     rows = list(rows)
     if metrics is None:
-        skip = set(by) | {"run", "notebook", "SEED"}
+        skip = set(by) | {"run", "notebook"}
         metrics = [
             c
             for c in dict.fromkeys(k for r in rows for k in r)
-            if c not in skip and not c.isupper() and any(_is_number(r.get(c)) for r in rows)
+            if c not in skip
+            and not c.isupper()
+            and not is_seed_key(c)
+            and any(_is_number(r.get(c)) for r in rows)
         ]
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:

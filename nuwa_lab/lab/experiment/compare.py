@@ -76,11 +76,22 @@ def _mixture(reference: str) -> Comparison:
     )
 
 
+# VQ-GAN (random-backbone LPIPS, or the probe's features as the perceptual term) against VQ-VAE;
+# VQ-VAE has no perceptual term, so its runs stand in for it under both PERCEPTUAL values
+TOKENIZER = Comparison(
+    arm="TOKENIZER",
+    reference="vqvae",
+    metrics=(("lab_fid", True), ("psnr_db", False), ("ssim", False), ("probe_agreement", False)),
+    within=("PERCEPTUAL",),
+    stand_in=(("vqvae", "PERCEPTUAL", "probe", "lpips"),),
+)
+
 # per sweep, what its runs answer: every comparison is one table
 COMPARISONS: dict[str, tuple[Comparison, ...]] = {
     "attention_ablation": (ATTENTION,),
     "attention_ablation_long": (ATTENTION,),
     "multitask_ablation": (_mixture("t2v+t2i"), _mixture("t2v+t2i+v2v")),
+    "tokenizer_ablation": (TOKENIZER,),
 }
 
 

@@ -26,7 +26,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from nuwa_lab.lab.experiment.collect import collect, flatten, format_cell
+from nuwa_lab.lab.experiment.collect import collect, flatten, format_cell, is_seed_key
 from nuwa_lab.lab.experiment.compare import (
     COMPARISONS,
     EXPLANATION,
@@ -205,7 +205,7 @@ def _sweep_section(doc: Document, name: str, data: dict, path: Path, runs_dir: P
             f"experiments/{path.name} --preset {preset}`."
         )
         return
-    keys = [k for k in (data.get("grid") or {}) if k != "SEED"]
+    keys = [k for k in (data.get("grid") or {}) if not is_seed_key(k)]
     tables = sweep_tables(name, rows, keys)
     for notebook, table, columns in tables:
         if len(tables) > 1:

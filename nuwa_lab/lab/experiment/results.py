@@ -28,6 +28,7 @@ from nuwa_lab.lab.experiment.collect import (
     collect,
     flatten,
     format_cell,
+    is_seed_key,
     pivot,
     setting_label,
     to_markdown,
@@ -43,6 +44,7 @@ SWEEPS = (
     "tokenizer_ablation",
     "attention_ablation",
     "attention_ablation_long",
+    "tokenizer_compression",
     "multitask_ablation",
     "tasks",
     "task_seeds",
@@ -64,7 +66,7 @@ def sweep_rows(name: str, preset: str, *, runs_dir: str | Path | None = None) ->
 def grid_keys(name: str, *, runs_dir: str | Path | None = None) -> list[str]:
     """The grid keys of a sweep (from the sweep.json the runner writes), seeds excluded."""
     info = read_json(_runs_dir(runs_dir) / name / "sweep.json") or {}
-    return [k for k in info.get("grid", {}) if k != "SEED"]
+    return [k for k in info.get("grid", {}) if not is_seed_key(k)]
 
 
 def sweep_tables(
