@@ -34,3 +34,16 @@ def test_quick_bench_reports_every_pattern_grid_and_backend(tmp_path, capsys):
     assert "quick" in result["flex_status"]
     assert {t["target"] for t in result["targets"]} >= {"nearby fwd speed-up over dense >= 30"}
     assert "targets" in capsys.readouterr().out
+
+
+def test_the_complexity_table_names_a_winner_only_outside_the_spread() -> None:
+    from nuwa_lab.lab.bench.attention import complexity_table
+
+    rows = complexity_table((2, 4, 4), extent=(1, 1, 1), block=(1, 2, 2), seconds=0.01)
+    assert [r["pattern"] for r in rows] == ["full", "axial", "block", "nearby"]
+    for r in rows:
+        low, high = r["speedup_range"]
+        assert low - 0.01 <= r["speedup"] <= high + 0.01  # medians sit between the quartiles
+        assert r["dense_iqr_ms"] >= 0 and r["efficient_iqr_ms"] >= 0
+        expected = "efficient" if low > 1 else "dense" if high < 1 else "within the spread"
+        assert r["faster"] == expected

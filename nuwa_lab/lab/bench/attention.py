@@ -299,12 +299,28 @@ PAPER_COST = {"full": "N", "axial": "T+H+W", "block": "bt·bh·bw", "nearby": "(
 
 
 def complexity_table(
-    grid, *, extent=(1, 1, 1), block=(1, 4, 4), heads: int = 2, head_dim: int = 16, repeats: int = 3
+    grid,
+    *,
+    extent=(1, 1, 1),
+    block=(1, 4, 4),
+    heads: int = 2,
+    head_dim: int = 16,
+    seconds: float = 0.2,
 ) -> list[dict[str, Any]]:
-    """The paper's per-query cost beside keys counted on the mask and small timings (notebook 03).
+    """The paper's per-query cost beside keys counted on the mask and timings (notebook 03).
 
-    Uses dense masks, so keep `grid` small (a few thousand tokens at most).
+    Each (pattern, backend) is timed with `torch.utils.benchmark.Timer.blocked_autorange` for at
+    least `seconds`: blocks of calls long enough to dwarf the timer, whose median and quartiles
+    are kept. `speedup` is dense / efficient at the medians; `speedup_range` pairs the quartiles
+    the pessimistic and optimistic way (dense q25 / efficient q75 .. dense q75 / efficient q25),
+    and `faster` names a winner only when the whole range is on one side of 1, so a stall of the
+    machine cannot crown one. Uses dense masks, so keep `grid` small (a few thousand tokens).
     """
+    import logging
+
+    # torch.utils.benchmark imports cpp_extension, which logs a CUDA warning on CPU-only machines
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils.benchmark import Timer  # only where timings are taken
 
     n = math.prod(grid)
     g = torch.Generator().manual_seed(0)
@@ -318,12 +334,27 @@ def complexity_table(
         for causal in (False, True):
             keys = counted(make_spec(pattern, grid, None, causal, **args)).float()
             row["keys_causal" if causal else "keys"] = round(float(keys.mean()), 2)
+        quartiles = {}
         for backend in ("dense", "efficient"):
             kwargs = dict(pattern=pattern, q_grid=grid, causal=True, backend=backend, **args)
             with torch.no_grad():
                 attend(q, k, v, **kwargs)  # warm-up (plans are cached)
-                ms = min(_timed(lambda kw=kwargs: attend(q, k, v, **kw))[0] for _ in range(repeats))
-            row[f"{backend}_ms"] = round(ms, 2)
-        row["speedup"] = round(row["dense_ms"] / row["efficient_ms"], 2)
+                timer = Timer(
+                    "attend(q, k, v, **kwargs)",
+                    globals={"attend": attend, "q": q, "k": k, "v": v, "kwargs": kwargs},
+                    num_threads=torch.get_num_threads(),
+                )
+                measured = timer.blocked_autorange(min_run_time=seconds)
+            times = sorted(measured.times)
+            q25, q75 = (times[round(f * (len(times) - 1))] for f in (0.25, 0.75))
+            quartiles[backend] = (q25, measured.median, q75)
+            row[f"{backend}_ms"] = round(measured.median * 1e3, 3)
+            row[f"{backend}_iqr_ms"] = round((q75 - q25) * 1e3, 3)
+        dense, efficient = quartiles["dense"], quartiles["efficient"]
+        row["speedup"] = round(dense[1] / efficient[1], 2)
+        low, high = dense[0] / efficient[2], dense[2] / efficient[0]
+        low, high = round(low, 2), round(high, 2)
+        row["speedup_range"] = (low, high)
+        row["faster"] = "efficient" if low > 1 else "dense" if high < 1 else "within the spread"
         rows.append(row)
     return rows
