@@ -115,3 +115,30 @@ def test_cost_grids_grow_from_the_presets_grid_and_the_slope_reads_a_power_law()
     rows += [{"pattern": "nearby", "tokens": n, "sec_per_step": 5e-4 * n} for n in (256, 1024)]
     assert log_log_slope(rows, "full") == pytest.approx(2.0)
     assert log_log_slope(rows, "nearby") == pytest.approx(1.0)
+
+
+def test_time_against_full_names_an_answer_only_outside_the_spread() -> None:
+    from nuwa_lab.lab.bench.costs import with_time_vs_full
+
+    def row(pattern, fastest, median):
+        return {"pattern": pattern, "sec_per_step": fastest, "sec_per_step_median": median}
+
+    rows = with_time_vs_full(
+        [
+            row("full", 1.0, 1.1),
+            row("block", 0.4, 0.45),
+            row("nearby", 0.95, 1.2),
+            row("axial", 1.3, 1.4),
+        ]
+    )
+    by = {r["pattern"]: r for r in rows}
+    assert (
+        by["full"]["time_vs_full"] == 1.0 and by["full"]["cheaper_than_full"] == "within the spread"
+    )
+    assert (
+        by["block"]["time_vs_full_range"] == (0.36, 0.45)
+        and by["block"]["cheaper_than_full"] == "yes"
+    )
+    assert by["nearby"]["cheaper_than_full"] == "within the spread"  # 0.86 .. 1.2
+    assert by["axial"]["cheaper_than_full"] == "no"  # 1.18 .. 1.4
+    assert with_time_vs_full([row("block", 0.4, 0.5)])[0].get("time_vs_full") is None

@@ -125,6 +125,25 @@ def pattern_costs(
         row["sec_per_step"] = min(measured)
         row["sec_per_step_median"] = statistics.median(measured)
         row["sec_per_step_spread"] = (min(measured), max(measured))
+    return with_time_vs_full(rows)
+
+
+def with_time_vs_full(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each pattern's step time over full attention's, with a range and a verdict.
+
+    `time_vs_full` divides the fastest steps; `time_vs_full_range` pairs each side's fastest and
+    median step the pessimistic and the optimistic way, and `cheaper_than_full` says "yes" or "no"
+    only when the whole range is on one side of 1 ("within the spread" otherwise), so two runs on
+    one machine never name opposite answers because of a stall."""
+    full = next((r for r in rows if r["pattern"] == "full"), None)
+    if full is None:
+        return rows
+    for row in rows:
+        low = row["sec_per_step"] / full["sec_per_step_median"]
+        high = row["sec_per_step_median"] / full["sec_per_step"]
+        row["time_vs_full"] = round(row["sec_per_step"] / full["sec_per_step"], 2)
+        row["time_vs_full_range"] = (round(low, 2), round(high, 2))
+        row["cheaper_than_full"] = "yes" if high < 1 else "no" if low > 1 else "within the spread"
     return rows
 
 
