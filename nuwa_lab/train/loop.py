@@ -66,16 +66,11 @@ trainable's logs (averaged over ranks; NaN where a value was absent at a step).
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import math
 import random
-import resource
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -83,7 +78,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from nuwa_lab.config import TrainConfig
-from nuwa_lab.device import announce, autocast_dtype, pin_memory, resolve_device
+from nuwa_lab.device import announce, pin_memory, resolve_device
 from nuwa_lab.train import distributed
 from nuwa_lab.train.checkpoint import (
     CKPT_NAME,
@@ -93,6 +88,7 @@ from nuwa_lab.train.checkpoint import (
 )
 from nuwa_lab.train.checkpoint import CheckpointError as CheckpointError  # re-exported
 from nuwa_lab.train.distributed import rank_slice as rank_slice  # re-exported for batch()
+from nuwa_lab.train.placement import autocast_context, peak_mem_mb, to_device
 from nuwa_lab.train.trainable import SimpleTrainable as SimpleTrainable  # re-exported
 from nuwa_lab.train.trainable import (
     Trainable,
@@ -194,39 +190,12 @@ def _seed_globals(seed: int, step: int, rank: int, device: torch.device) -> None
     np.random.seed(s % 2**32)
 
 
-def _to_device(x: Any, device: torch.device, pin: bool = False) -> Any:
-    """Tensors inside dicts, lists, tuples and dataclasses moved to `device`; the rest unchanged.
-
-    pin: host tensors are first copied to pinned memory, so the copy to the GPU is asynchronous."""
-    if isinstance(x, torch.Tensor):
-        if pin and x.device.type == "cpu" and not x.is_pinned():
-            x = x.pin_memory()
-        return x.to(device, non_blocking=True)
-    if isinstance(x, dict):
-        return {k: _to_device(v, device, pin) for k, v in x.items()}
-    if isinstance(x, tuple) and hasattr(x, "_fields"):
-        return type(x)(*(_to_device(v, device, pin) for v in x))
-    if isinstance(x, (list, tuple)):
-        return type(x)(_to_device(v, device, pin) for v in x)
-    if dataclasses.is_dataclass(x) and not isinstance(x, type):  # e.g. nuwa_lab.world's Batch
-        fields = [f.name for f in dataclasses.fields(x) if f.init]
-        return dataclasses.replace(x, **{k: _to_device(getattr(x, k), device, pin) for k in fields})
-    return x
-
-
 def _history_append(history: dict[str, list], row: dict[str, float]) -> None:
     n = len(history.get("step", []))
     for key in row:
         history.setdefault(key, [math.nan] * n)
     for key, column in history.items():
         column.append(row.get(key, math.nan))
-
-
-def _peak_mem_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
 def _check_finite_state(modules: dict[str, nn.Module], step: int) -> None:
@@ -236,17 +205,8 @@ def _check_finite_state(modules: dict[str, nn.Module], step: int) -> None:
                 raise NonFiniteLossError(step, f"{mname}.{pname}", float("nan"))
 
 
-def _autocast(device: torch.device, enabled: bool):
-    """Autocast where the device policy says so (bf16 on CUDA); the parameters stay fp32."""
-    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()  # asked on a GPU only
-    dtype = autocast_dtype(device.type, amp=enabled, bf16=bf16)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
 def _losses(trainable, optimizers, cfg: TrainConfig, batch, step, device):
-    with _autocast(device, cfg.amp):
+    with autocast_context(device, cfg.amp):
         return check_losses(trainable.losses(batch, step), optimizers)
 
 
@@ -288,7 +248,7 @@ def _train_step(
         row[f"lr/{name}"] = opt.param_groups[0]["lr"]
     _seed_globals(seed, step, info.rank, device)
     batch = trainable.batch(step, info.rank, info.world_size)
-    batch = _to_device(batch, device, pin=pin_memory(device.type))
+    batch = to_device(batch, device, pin=pin_memory(device.type))
     losses, logs = _losses(trainable, optimizers, cfg, batch, step, device)
     means = _reduce_losses(losses, list(optimizers), step, info, device)
     row.update({f"loss/{n}": v for n, v in means.items()})
@@ -421,7 +381,7 @@ def train(
         steps_run=steps_run,
         seconds=seconds,
         sec_per_step=seconds / steps_run if steps_run else 0.0,
-        peak_mem_mb=_peak_mem_mb(device),
+        peak_mem_mb=peak_mem_mb(device),
         ckpt_path=path,
         resumed_from=start,
     )

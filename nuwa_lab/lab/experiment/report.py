@@ -38,9 +38,10 @@ from nuwa_lab.lab.experiment.compare import (
 from nuwa_lab.lab.experiment.document import Document
 from nuwa_lab.lab.experiment.lab_runs import lab_folder, read_lab_runs, task_target_rows
 from nuwa_lab.lab.experiment.paper import NOT_COMPARABLE, NOTEBOOK_REFERENCES, SWEEP_REFERENCES
+from nuwa_lab.lab.experiment.provenance import provenance
 from nuwa_lab.lab.experiment.results import SWEEPS as SWEEP_ORDER
 from nuwa_lab.lab.experiment.results import sweep_tables
-from nuwa_lab.lab.experiment.runner import METRICS_FILE, provenance, read_json
+from nuwa_lab.lab.experiment.runner import METRICS_FILE, read_json
 from nuwa_lab.lab.experiment.task_seeds import targets_over_seeds, task_seed_runs
 
 FIGURES_PER_NOTEBOOK = 6

@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import functools
 import hashlib
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -45,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from nuwa_lab.lab.experiment.notebook import cell_source, read_notebook
+from nuwa_lab.lab.experiment.provenance import load_average, provenance
 from nuwa_lab.lab.experiment.sweep import Sweep, load_sweep, select_runs
 from nuwa_lab.train.files import (
     IntegrityError,
@@ -138,45 +137,6 @@ def is_finished(
     """True when `run_dir` holds a successful run (with exactly `params` and the current code of
     `notebook`, when given)."""
     return stale_reason(run_dir, params, notebook) is None
-
-
-@functools.lru_cache(maxsize=8)
-def provenance(root: str) -> dict[str, Any]:
-    """Git revision (and whether the tree had local changes) and package versions."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(
-                ["git", "-C", root, *args], capture_output=True, text=True, timeout=20
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    revision = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
-    versions = {"python": platform.python_version()}
-    for package in ("nuwa_lab", "torch", "papermill", "numpy"):
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            versions[package] = None
-    return {
-        "git_revision": revision,
-        "git_dirty": None if revision is None or status is None else bool(status),
-        "versions": versions,
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-    }
-
-
-def _load_average() -> list[float] | None:
-    """1, 5 and 15-minute load averages at the end of a run: context for its wall time."""
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def _extract_figures(nb: dict[str, Any], folder: Path) -> list[str]:
@@ -287,7 +247,7 @@ def execute_run(
         "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "wall_time_s": result.get("wall_time_s"),
         "cpu_time_s": result.get("cpu_time_s"),
-        "load_avg": _load_average(),
+        "load_avg": load_average(),
         "peak_mem_mb": result.get("peak_mem_mb"),
         "peak_mem_method": PEAK_MEM_METHOD,
         "has_metrics": (tmp / METRICS_FILE).exists(),
