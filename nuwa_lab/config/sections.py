@@ -1,153 +1,44 @@
-"""Configuration: one frozen dataclass per component, composed into one `Config`, with presets.
+"""The config sections: one frozen dataclass per component, composed into one `Config`.
 
-Sizes are first-class (nanoGPT's habit): a preset names a whole, consistent set of sizes.
-
-| preset | where | budget |
-|---|---|---|
-| smoke | CI and tests | every notebook in seconds; numbers meaningless, code paths all real |
-| tiny  | a laptop CPU (the default) | the whole pipeline within 45 min on 2 cores |
-| base  | a workstation or one GPU | hours on CPU, minutes on a GPU |
-| paper | documented only | the paper's sizes (1280 wide, 12+24 layers, 21x21 tokens, 10 frames) |
-
-    cfg = make_config("tiny", **{"model.dim": 128, "train.steps": 500})
-    cfg = make_config("smoke", model__dim=32)  # "__" works where a dot cannot be typed
-
-An unknown preset or key raises a ValueError listing the valid ones. Each component reads only its
-own section (`cfg.world`, `cfg.tokenizer`, ...); `cfg.device` and `cfg.seed` are shared.
-
-Every value is checked by `make_config` (`check_config`): its type comes from the field's annotation
-(an int is fine where a float is expected, a bool is not an int, floats must be finite) and its
-range from the `RULES` table at the end of each section; rules between fields (`model.dim`
-divisible by `model.heads`, ...) are in `CROSS_RULES`. The error names the key, the value and what
-is allowed:
-
-    ValueError: model.dim = 0: must be a positive int
+Each field has a default (the tiny preset) and a rule in its section's `RULES` table.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import hashlib
-import json
-import math
-import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields, is_dataclass, replace
-from typing import Any, ClassVar, get_args, get_origin, get_type_hints
+from dataclasses import dataclass, field
+from typing import ClassVar
 
-# `cfg.device` becomes a torch.device in the device policy; re-exported to sit beside make_config
-from nuwa_lab.device import resolve_device as resolve_device
-from nuwa_lab.presets import PRESETS, preset_overrides
-
-# ------------------------------------------------------------------ the names the code knows
-# Kept here, at the bottom layer, so that make_config can check them before anything runs. The
-# attention patterns, causal rules and borders are defined here only (nuwa_lab.attention imports
-# them); tests/unit/test_bad_inputs.py checks that each other list equals the registry of the
-# module named beside it.
-ATTENTION_PATTERNS = ("full", "axial", "block", "nearby")  # nuwa_lab.attention.PATTERNS
-CAUSAL_RULES = ("raster", "quadrant")  # nuwa_lab.attention.CAUSAL_RULES
-BORDERS = ("truncate", "shift")  # nuwa_lab.attention.BORDERS
-TOKENIZER_KINDS = ("vqgan", "vqvae")  # the tokenizers whose codes the model predicts
-ENCODER_NORMS = ("layer", "group")  # nuwa_lab.tokenizer.nets.NORMS
-CODEBOOK_INITS = ("kmeans++", "random")  # nuwa_lab.tokenizer.quantizer.INITS
-REC_LOSSES = ("l1", "l2", "l1+l2")  # nuwa_lab.tokenizer.losses.REC_LOSSES
-TASKS = ("t2i", "s2i", "i2i", "ti2i", "t2v", "s2v", "v2v", "tv2v")  # nuwa_lab.world.TASKS
-PRETRAIN_TASKS = ("t2i", "v2v", "t2v")  # nuwa_lab.recipes.pretrain.PRETRAIN_TASKS
-SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring")  # world.render.SHAPE_NAMES
-COLOURS = (  # nuwa_lab.world.render.PALETTE
-    "red", "green", "blue", "yellow", "magenta", "cyan", "orange", "white", "purple", "grey",
-)  # fmt: skip
-SIZES = ("small", "large")  # nuwa_lab.world.captions.SIZE_WORDS
-DIRECTIONS = ("left", "right", "up", "down")  # nuwa_lab.world.motion.DIRECTION_VECTORS
-REGIONS = 9  # a scene's 3x3 regions, one object each at most (nuwa_lab.world.sample.REGIONS)
-DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
-
-
-# ------------------------------------------------------------------ rules: what a value may be
-@dataclass(frozen=True)
-class Rule:
-    """What a config value may be besides its annotated type: a test and the words for it.
-
-    `words` completes "must be ..."; in it `{a}` stands for the type with its article ("an int",
-    "a number") and `{type}` for the type alone. `explain(value)`, when given, says which part of a
-    failing value is wrong (e.g. the unknown name in a list).
-    """
-
-    test: Callable[[Any], bool]
-    words: str
-    explain: Callable[[Any], str] | None = None
-
-    def describe(self, hint: Any) -> str:
-        noun = {int: "int", float: "number", str: "string", bool: "bool"}.get(hint, "value")
-        article = "an" if noun[0] in "aeiou" else "a"
-        return self.words.format(type=noun, a=f"{article} {noun}")
-
-
-POSITIVE = Rule(lambda v: v > 0, "a positive {type}")
-NON_NEGATIVE = Rule(lambda v: v >= 0, "a non-negative {type}")
-ANY = Rule(lambda v: True, "{a}")  # the annotated type is all there is to check
-
-
-def at_least(low: int) -> Rule:
-    return Rule(lambda v: v >= low, f"{{a}} >= {low}")
-
-
-def between(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Rule:
-    """`low <= v <= high`, with either end excluded when open: "a number in (0, 1]"."""
-
-    def test(v: Any) -> bool:
-        return (low < v if low_open else low <= v) and (v < high if high_open else v <= high)
-
-    brackets = ("(" if low_open else "[", ")" if high_open else "]")
-    return Rule(test, f"{{a}} in {brackets[0]}{low}, {high}{brackets[1]}")
-
-
-def one_of(*valid: str) -> Rule:
-    return Rule(lambda v: v in valid, "one of " + ", ".join(valid))
-
-
-def names(*valid: str) -> Rule:
-    """A non-empty tuple of distinct names from `valid`."""
-
-    def bad(v: tuple[str, ...]) -> list[str]:
-        return [n for n in v if n not in valid] + [n for i, n in enumerate(v) if n in v[:i]]
-
-    return Rule(
-        lambda v: bool(v) and not bad(v),
-        "a non-empty list of distinct names; choose from " + ", ".join(valid),
-        lambda v: f" (unknown or repeated: {_cut(', '.join(map(repr, bad(v))))})" if bad(v) else "",
-    )
-
-
-def triple(low: int, what: str) -> Rule:
-    return Rule(lambda v: min(v) >= low, f"{what}, a (t, h, w) triple of ints >= {low}")
-
-
-def task_rows(
-    valid: tuple[str, ...],
-    columns: str,
-    test: Callable[[tuple], bool],
-    whole: Callable[[tuple], bool] = lambda rows: True,
-) -> Rule:
-    """Rows (task, ...): distinct tasks from `valid`, each row passing `test`, all rows `whole`."""
-
-    def bad(rows: tuple[tuple, ...]) -> list[Any]:
-        tasks = [row[0] for row in rows]
-        return [
-            row
-            for i, row in enumerate(rows)
-            if row[0] not in valid or row[0] in tasks[:i] or not test(row)
-        ]
-
-    return Rule(
-        lambda v: not bad(v) and whole(v),
-        f"rows {columns}, one per task, tasks from {', '.join(valid)}",
-        lambda v: f" (bad rows: {_cut(', '.join(map(repr, bad(v))))})" if bad(v) else "",
-    )
-
-
-POWER_OF_TWO = Rule(lambda v: v >= 1 and v & (v - 1) == 0, "a power of two (1, 2, 4, 8, 16, ...)")
+from nuwa_lab.config.choices import (
+    ATTENTION_PATTERNS,
+    BORDERS,
+    CAUSAL_RULES,
+    CODEBOOK_INITS,
+    COLOURS,
+    DEVICE,
+    DIRECTIONS,
+    ENCODER_NORMS,
+    PRETRAIN_TASKS,
+    REC_LOSSES,
+    REGIONS,
+    SHAPES,
+    SIZES,
+    TASKS,
+    TOKENIZER_KINDS,
+)
+from nuwa_lab.config.rules import (
+    ANY,
+    NON_NEGATIVE,
+    POSITIVE,
+    POWER_OF_TWO,
+    Rule,
+    at_least,
+    between,
+    names,
+    one_of,
+    task_rows,
+    triple,
+)
+from nuwa_lab.presets import PRESETS
 
 
 @dataclass(frozen=True)
@@ -176,6 +67,7 @@ class WorldConfig:
     # what the recipes train on: "shapes" (this world) or "folder:PATH", a folder of captioned
     # images and videos (nuwa_lab.world.source; the fields above then set only image_size, frames)
     source: str = "shapes"
+    on_error: str = "raise"  # a folder's bad entries: raise (naming the line) | skip (a warning)
 
     # what each value may be (the type is the annotation's); checked by make_config
     RULES: ClassVar[dict[str, Rule]] = {
@@ -194,6 +86,7 @@ class WorldConfig:
             lambda v: v == "shapes" or (v.startswith("folder:") and bool(v[7:].strip())),
             '"shapes" or "folder:" followed by a path (e.g. "folder:data/digits")',
         ),
+        "on_error": one_of("raise", "skip"),
     }
 
 
@@ -502,190 +395,3 @@ class Config:
         "seed": NON_NEGATIVE,
         "device": Rule(lambda v: DEVICE.fullmatch(v) is not None, "auto, cpu, cuda or cuda:N"),
     }
-
-
-def _valid_keys(obj: Any, prefix: str = "") -> list[str]:
-    keys = []
-    for f in fields(obj):
-        value = getattr(obj, f.name)
-        if is_dataclass(value):
-            keys += _valid_keys(value, prefix + f.name + ".")
-        else:
-            keys.append(prefix + f.name)
-    return keys
-
-
-def _coerce(old: Any, new: Any, key: str) -> Any:
-    """Lists from YAML / papermill become tuples where the default is a tuple."""
-    if isinstance(old, tuple) and isinstance(new, list):
-        return tuple(tuple(v) if isinstance(v, list) else v for v in new)
-    if isinstance(old, float) and isinstance(new, int) and not isinstance(new, bool):
-        return float(new) if abs(new) < 2**1000 else new  # too large: check_config reports it
-    return new
-
-
-def _set(obj: Any, parts: list[str], value: Any, key: str) -> Any:
-    name = parts[0]
-    current = getattr(obj, name)
-    if len(parts) == 1:
-        return replace(obj, **{name: _coerce(current, value, key)})
-    return replace(obj, **{name: _set(current, parts[1:], value, key)})
-
-
-def make_config(preset: str = "tiny", **overrides: Any) -> Config:
-    """The config of `preset` with `overrides` applied ("model.dim" or "model__dim" keys).
-
-    Every value is checked (`check_config`): a wrong type or a value out of range is a ValueError
-    naming the key, the value and what is allowed.
-    """
-    if not isinstance(preset, str) or preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
-    cfg = Config(preset=preset)
-    valid = set(_valid_keys(cfg))
-    dotted = {k.replace("__", "."): v for k, v in overrides.items()}
-    merged = {**preset_overrides(preset), **dotted}
-    for key, value in merged.items():
-        if key not in valid:
-            raise ValueError(
-                f"unknown config key {key!r}; valid keys: {', '.join(sorted(valid - {'preset'}))}"
-            )
-        cfg = _set(cfg, key.split("."), value, key)
-    return check_config(cfg)
-
-
-# Rules between fields: (the key reported, the test, what the key's value must be). Checked once
-# every field has passed its own rule; `{model.heads}` in the words is the value of that key.
-CROSS_RULES: tuple[tuple[str, Callable[[Config], bool], str], ...] = (
-    (
-        "model.dim",
-        lambda c: c.model.dim % c.model.heads == 0,
-        "divisible by model.heads = {model.heads} (each head gets dim / heads channels)",
-    ),
-    (
-        "world.image_size",
-        lambda c: c.world.image_size % c.tokenizer.downsample == 0,
-        "divisible by tokenizer.downsample = {tokenizer.downsample} (whole tokens per side)",
-    ),
-    (
-        "world.held_out",
-        lambda c: all(s in c.world.shapes and k in c.world.colours for s, k in c.world.held_out),
-        "held-out pairs (shape, colour) with the shape in world.shapes and the colour in "
-        "world.colours",
-    ),
-    (
-        "world.held_out",
-        lambda c: all(
-            any((s, k) not in c.world.held_out for k in c.world.colours) for s in c.world.shapes
-        ),
-        "held-out pairs that leave every shape at least one colour in the train split",
-    ),
-    (
-        "tasks.given_frames",
-        lambda c: c.tasks.given_frames < c.world.frames,
-        "less than world.frames = {world.frames} (V2V generates the frames after the given ones)",
-    ),
-    (
-        "tasks.edit_given_frames",
-        lambda c: c.tasks.edit_given_frames < c.world.frames,
-        "less than world.frames = {world.frames} (TV2V generates the frames after the kept ones)",
-    ),
-)
-
-
-def check_config(cfg: Config) -> Config:
-    """`cfg` unchanged when every value is valid, else one ValueError listing each bad key.
-
-    Types come from the annotations (an int is fine for a float; a bool is not an int; floats
-    must be finite), ranges from each section's `RULES`, then `CROSS_RULES`.
-    """
-    problems = list(_field_problems(cfg))
-    if not problems:
-        sections = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
-        for key, test, words in CROSS_RULES:
-            if not test(cfg):
-                value = _lookup(cfg, key)
-                problems.append(f"{key} = {_short(value)}: must be {words.format(**sections)}")
-    if len(problems) == 1:
-        raise ValueError(problems[0])
-    if problems:
-        raise ValueError(f"{len(problems)} invalid config values:\n  " + "\n  ".join(problems))
-    return cfg
-
-
-def _field_problems(section: Any, prefix: str = "") -> Iterator[str]:
-    hints = _type_hints(type(section))
-    for f in fields(section):
-        key, value = prefix + f.name, getattr(section, f.name)
-        if is_dataclass(value):
-            yield from _field_problems(value, key + ".")
-            continue
-        rule, hint = type(section).RULES[f.name], hints[f.name]
-        if not has_type(value, hint):
-            finite = isinstance(value, float) and not math.isfinite(value)
-            yield f"{key} = {_short(value)}: must be {rule.describe(hint)}" + (
-                " (nan and inf are not allowed)" if finite else ""
-            )
-        elif not rule.test(value):
-            detail = rule.explain(value) if rule.explain else ""
-            yield f"{key} = {_short(value)}: must be {rule.describe(hint)}{detail}"
-
-
-@functools.cache
-def _type_hints(cls: type) -> dict[str, Any]:
-    return get_type_hints(cls)
-
-
-def has_type(value: Any, hint: Any) -> bool:
-    """Whether `value` is of the annotated type `hint` (int, float, bool, str, tuple[...])."""
-    if get_origin(hint) is tuple:
-        args = get_args(hint)
-        if not isinstance(value, tuple):
-            return False
-        if len(args) == 2 and args[1] is Ellipsis:
-            return all(has_type(v, args[0]) for v in value)
-        if len(value) != len(args):
-            return False
-        return all(has_type(v, a) for v, a in zip(value, args, strict=True))
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return False
-        return abs(value) < 2**1000 if isinstance(value, int) else math.isfinite(value)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, hint)
-
-
-def _lookup(cfg: Config, key: str) -> Any:
-    for part in key.split("."):
-        cfg = getattr(cfg, part)
-    return cfg
-
-
-def _short(value: Any) -> str:
-    """repr(value), cut short: a long value is reported by its length, not echoed."""
-    return _cut(repr(value))
-
-
-def _cut(text: str, limit: int = 120) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
-
-
-def config_hash(*parts: Any, length: int = 12) -> str:
-    """A stable short hash of dataclasses / plain values (used to key cached artifacts)."""
-
-    def plain(x: Any) -> Any:
-        if is_dataclass(x):
-            return {f.name: plain(getattr(x, f.name)) for f in fields(x)}
-        if isinstance(x, (list, tuple)):
-            return [plain(v) for v in x]
-        if isinstance(x, dict):
-            return {str(k): plain(v) for k, v in sorted(x.items())}
-        return x
-
-    text = json.dumps([plain(p) for p in parts], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
-
-
-def as_dict(cfg: Any) -> dict[str, Any]:
-    """A JSON-friendly dict of a config (for metrics.json and run folders)."""
-    return dataclasses.asdict(cfg)
