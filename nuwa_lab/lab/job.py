@@ -41,8 +41,9 @@ from nuwa_lab.lab.bench.model import matmul_rate
 from nuwa_lab.lab.experiment.lab_runs import lab_folder
 from nuwa_lab.lab.experiment.notebook import notebook_parameters
 from nuwa_lab.lab.experiment.report import write_report
-from nuwa_lab.lab.experiment.runner import describe, execute_run, run_sweep
+from nuwa_lab.lab.experiment.runner import describe, execute_run
 from nuwa_lab.lab.experiment.sweep import find_root
+from nuwa_lab.lab.experiment.sweep_run import run_sweep
 from nuwa_lab.lab.experiment.worker import interrupt_on_sigterm
 from nuwa_lab.lab.progress import Tail, duration
 from nuwa_lab.lab.schedule import Estimate, describe_plan, estimate, expected_time, will_run

@@ -127,3 +127,18 @@ def test_the_multitask_comparison_sets_t2v_alone_under_each_budget_against_its_m
     found = {r["arm"]: r["verdict"] for r in compare_arms(rows, triple)}
     assert set(found) == {"t2v", "t2v @ time:t2v+t2i+v2v"}  # only its own budgets, no pair arms
     assert found["t2v @ time:t2v+t2i+v2v"] == "holds here: t2v @ time:t2v+t2i+v2v better"
+
+
+def test_where_seeds_ran_groups_the_seeds_by_machine() -> None:
+    from nuwa_lab.lab.experiment.task_seeds import where_seeds_ran
+
+    runs = [
+        {"seed": 0, "host": "AMD EPYC (2 cores) at abc1234"},
+        {"seed": 0, "host": "AMD EPYC (2 cores) at abc1234"},
+        {"seed": 1, "host": "AMD EPYC (2 cores) at abc1234"},
+        {"seed": 2, "host": "Intel Xeon (2 cores) at def5678"},
+    ]
+    assert where_seeds_ran(runs) == (
+        "seed 0 and seed 1 on AMD EPYC (2 cores) at abc1234; "
+        "seed 2 on Intel Xeon (2 cores) at def5678"
+    )

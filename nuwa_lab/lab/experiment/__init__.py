@@ -23,8 +23,9 @@ from typing import Any
 
 from nuwa_lab.lab.experiment.collect import Collection, aggregate, collect, to_markdown
 from nuwa_lab.lab.experiment.notebook import NotebookParameter, notebook_parameters, notebook_title
-from nuwa_lab.lab.experiment.runner import SweepResult, execute_run, is_finished, run_sweep
+from nuwa_lab.lab.experiment.runner import execute_run, is_finished
 from nuwa_lab.lab.experiment.sweep import Run, Sweep, load_sweep
+from nuwa_lab.lab.experiment.sweep_run import SweepResult, run_sweep
 from nuwa_lab.train.files import atomic_write_json
 
 __all__ = [

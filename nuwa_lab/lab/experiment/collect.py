@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from nuwa_lab.lab.experiment.archive import kept_folders, results_dir
 from nuwa_lab.lab.experiment.runner import METRICS_FILE, RUN_FILE, default_runs_dir, read_json
 from nuwa_lab.lab.experiment.sweep import find_root
 
@@ -43,10 +44,16 @@ class Collection(list):
         folder: Path | None = None,
         failed: Iterable[dict[str, Any]] = (),
         pending: Iterable[str] = (),
+        folders: dict[str, Path] | None = None,
     ) -> None:
         super().__init__(rows)
         self.name, self.folder = name, folder
         self.failed, self.pending = list(failed), list(pending)
+        self.folders = dict(folders or {})  # run key -> the folder its records were read from
+
+    def run_dir(self, row: dict[str, Any]) -> Path:
+        """The folder holding `row`'s records: its run folder, or its kept copy in results/."""
+        return self.folders.get(row["run"]) or Path(self.folder) / row["run"]
 
     def columns(self) -> list[str]:
         """Every key of every row, in order of first appearance."""
@@ -100,15 +107,27 @@ def collect(sweep: str | Path, *, runs_dir: str | Path | None = None) -> Collect
     """Parameters + metrics + runtime of every finished run of `sweep`; failed ones in `.failed`.
 
     `sweep` is a sweep name (looked up in `runs_dir`, by default `experiments/runs` of the project
-    around the working directory), a sweep file, or a run folder. A sweep with no runs yet gives an
-    empty Collection (check `len(rows)`), not an error.
+    around the working directory), a sweep file, or a run folder. Runs kept in `results/` beside
+    the runs folder (`nuwa_lab.lab.experiment.archive`) fill in the keys without a finished run
+    folder. A sweep with no runs yet gives an empty Collection (check `len(rows)`), not an error.
     """
     name, folder = resolve_folder(sweep, runs_dir)
     rows, failed, pending = [], [], []
-    if not folder.is_dir():
-        return Collection(name=name, folder=folder)
-    for run_dir in run_folders(folder):
-        key = run_dir.relative_to(folder).as_posix()
+    local = (
+        {d.relative_to(folder).as_posix(): d for d in run_folders(folder)}
+        if folder.is_dir()
+        else {}
+    )
+    kept = kept_folders(folder.parent, name)
+    finished = {
+        k for k, d in local.items() if (read_json(d / RUN_FILE) or {}).get("status") == "ok"
+    }
+    folders = {
+        **{k: d for k, d in kept.items() if k not in finished},
+        **{k: local[k] for k in finished},
+    }
+    for key in sorted(set(local) | set(folders)):
+        run_dir = folders.get(key, local.get(key))
         record = read_json(run_dir / RUN_FILE)
         if record is None:
             pending.append(key)
@@ -130,10 +149,14 @@ def collect(sweep: str | Path, *, runs_dir: str | Path | None = None) -> Collect
             row.setdefault(k, v)
         row.update({column: record.get(k) for k, column in RUNTIME_COLUMNS.items()})
         rows.append(row)
-    order = grid_order(folder)
+    order = grid_order(
+        folder if (folder / "sweep.json").is_file() else results_dir(folder.parent) / name
+    )
     rows.sort(key=order)
     failed.sort(key=order)
-    return Collection(rows, name=name, folder=folder, failed=failed, pending=pending)
+    return Collection(
+        rows, name=name, folder=folder, failed=failed, pending=pending, folders=folders
+    )
 
 
 def grid_order(folder: Path):

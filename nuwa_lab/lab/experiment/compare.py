@@ -128,7 +128,6 @@ def compare_arms(rows: list[dict[str, Any]], comparison: Comparison) -> list[dic
         if comparison.reference not in arms:
             continue
         for metric, lower_is_better in comparison.metrics:
-
             ref = _values(members, comparison.arm, comparison.reference, metric)
             for arm in arms:
                 mine = _values(members, comparison.arm, arm, metric)

@@ -40,8 +40,20 @@ def provenance(root: str) -> dict[str, Any]:
         "git_dirty": None if revision is None or status is None else bool(status),
         "versions": versions,
         "platform": platform.platform(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
     }
+
+
+def cpu_model() -> str:
+    """The processor's name ("AMD EPYC", "Intel(R) Xeon(R) ..."): runs on other machines differ."""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def load_average() -> list[float] | None:

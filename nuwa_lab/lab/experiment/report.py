@@ -42,7 +42,11 @@ from nuwa_lab.lab.experiment.provenance import provenance
 from nuwa_lab.lab.experiment.results import SWEEPS as SWEEP_ORDER
 from nuwa_lab.lab.experiment.results import sweep_tables
 from nuwa_lab.lab.experiment.runner import METRICS_FILE, read_json
-from nuwa_lab.lab.experiment.task_seeds import targets_over_seeds, task_seed_runs
+from nuwa_lab.lab.experiment.task_seeds import (
+    targets_over_seeds,
+    task_seed_runs,
+    where_seeds_ran,
+)
 
 FIGURES_PER_NOTEBOOK = 6
 COMPARISON_KEY = "paper_comparison"  # a metric holding rows that quote the paper beside ours
@@ -132,14 +136,16 @@ def _task_targets_section(doc: Document, runs: list[dict[str, Any]]) -> None:
 
 
 def _task_seeds_section(doc: Document, runs_dir: Path, preset: str) -> None:
-    rows = targets_over_seeds(task_seed_runs(runs_dir, preset))
+    runs = task_seed_runs(runs_dir, preset)
+    rows = targets_over_seeds(runs)
     if not rows:
         return
     doc.heading("The task targets over seeds", 2)
     doc.paragraph(
         "From `python -m nuwa_lab sweep experiments/task_seeds.yaml`: every task trained and "
         "measured once per seed (pretraining included), each seed's value (✓ met, ✗ missed), "
-        "the mean with its 95% t-interval over the seeds, and whether every seed met the goal."
+        "the mean with its 95% t-interval over the seeds, and whether every seed met the goal. "
+        f"Ran on: {where_seeds_ran(runs)}."
     )
     doc.table(rows)
 
@@ -239,9 +245,10 @@ def _comparisons(runs: list[dict[str, Any]], sweep_names: list[str], runs_dir: P
     found, seen = [], set()
     sources = [(run["title"], run["metrics"] or {}) for run in runs if run["record"]]
     for name in sweep_names:
-        for row in collect(name, runs_dir=runs_dir):
+        rows = collect(name, runs_dir=runs_dir)
+        for row in rows:
             if row.get("PRESET", preset) == preset:
-                metrics = read_json(runs_dir / name / row["run"] / METRICS_FILE) or {}
+                metrics = read_json(rows.run_dir(row) / METRICS_FILE) or {}
                 sources.append((f"{name}: {row['run']}", metrics))
     for source, metrics in sources:
         rows = metrics.get(COMPARISON_KEY)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from nuwa_lab.lab.experiment.archive import results_dir
 from nuwa_lab.lab.experiment.collect import (
     Collection,
     aggregate,
@@ -38,7 +39,11 @@ from nuwa_lab.lab.experiment.lab_runs import lab_folder, read_lab_runs, task_tar
 from nuwa_lab.lab.experiment.paper import NOT_COMPARABLE, SWEEP_REFERENCES
 from nuwa_lab.lab.experiment.runner import METRICS_FILE, RUN_FILE, default_runs_dir, read_json
 from nuwa_lab.lab.experiment.sweep import find_root
-from nuwa_lab.lab.experiment.task_seeds import targets_over_seeds, task_seed_runs
+from nuwa_lab.lab.experiment.task_seeds import (
+    targets_over_seeds,
+    task_seed_runs,
+    where_seeds_ran,
+)
 
 SWEEPS = (
     "tokenizer_ablation",
@@ -60,12 +65,21 @@ def sweep_rows(name: str, preset: str, *, runs_dir: str | Path | None = None) ->
     rows = collect(name, runs_dir=_runs_dir(runs_dir))
     keep = [r for r in rows if r.get("PRESET", preset) == preset]
     failed = [r for r in rows.failed if r.get("PRESET", preset) == preset]
-    return Collection(keep, name=name, folder=rows.folder, failed=failed, pending=rows.pending)
+    return Collection(
+        keep,
+        name=name,
+        folder=rows.folder,
+        failed=failed,
+        pending=rows.pending,
+        folders=rows.folders,
+    )
 
 
 def grid_keys(name: str, *, runs_dir: str | Path | None = None) -> list[str]:
     """The grid keys of a sweep (from the sweep.json the runner writes), seeds excluded."""
-    info = read_json(_runs_dir(runs_dir) / name / "sweep.json") or {}
+    runs_dir = _runs_dir(runs_dir)
+    info = read_json(runs_dir / name / "sweep.json")
+    info = info or read_json(results_dir(runs_dir) / name / "sweep.json") or {}
     return [k for k in info.get("grid", {}) if not is_seed_key(k)]
 
 
@@ -174,13 +188,14 @@ def lab_task_targets(preset: str, *, runs_dir: str | Path | None = None) -> list
 def task_seeds_markdown(preset: str, *, runs_dir: str | Path | None = None) -> str:
     """The task targets over seeds (`task_seeds.targets_over_seeds`) as markdown, or how to run
     the sweep."""
-    rows = targets_over_seeds(task_seed_runs(_runs_dir(runs_dir), preset))
+    runs = task_seed_runs(_runs_dir(runs_dir), preset)
+    rows = targets_over_seeds(runs)
     if not rows:
         return (
             f"**task_seeds**: no finished run at preset `{preset}` yet. Run it with "
             f"`python -m nuwa_lab sweep experiments/task_seeds.yaml --preset {preset}`."
         )
-    return to_markdown(rows)
+    return f"{to_markdown(rows)}\n\nRan on: {where_seeds_ran(runs)}."
 
 
 def lab_markdown(preset: str, *, runs_dir: str | Path | None = None, max_metrics: int = 12) -> str:

@@ -37,14 +37,11 @@ import shutil
 import subprocess
 import sys
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nuwa_lab.lab.experiment.notebook import cell_source, read_notebook
 from nuwa_lab.lab.experiment.provenance import load_average, provenance
-from nuwa_lab.lab.experiment.sweep import Sweep, load_sweep, select_runs
 from nuwa_lab.train.files import (
     IntegrityError,
     atomic_write_json,
@@ -284,94 +281,5 @@ def describe(record: dict[str, Any]) -> str:
     return f"FAILED{where}: {error.get('ename')}: {message}"
 
 
-@dataclass
-class SweepResult:
-    """What `run_sweep` did: one record per run, in order."""
-
-    name: str
-    folder: Path
-    records: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def failed(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r["status"] != "ok"]
-
-    @property
-    def skipped(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r.get("skipped")]
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.failed else 0
-
-    def summary(self) -> str:
-        n_ok = len(self.records) - len(self.failed)
-        lines = [
-            f"sweep {self.name}: {n_ok}/{len(self.records)} runs ok "
-            f"({len(self.skipped)} skipped as finished), {len(self.failed)} failed; "
-            f"runs in {self.folder}"
-        ]
-        for r in self.failed:
-            lines.append(f"  FAILED {r['key']}: {describe(r).split(': ', 1)[-1]}")
-            lines.append(f"    see {self.folder / r['key'] / Path(r['notebook']).name}")
-        return "\n".join(lines)
-
-
 def default_runs_dir(root: str | Path) -> Path:
     return Path(root) / "experiments" / "runs"
-
-
-def run_sweep(
-    sweep: str | Path | Sweep,
-    *,
-    preset: str | None = None,
-    force: bool = False,
-    only: list[str] | None = None,
-    runs_dir: str | Path | None = None,
-    root: str | Path | None = None,
-    kernel: str = "python3",
-    progress: bool = False,
-    cell_timeout: float | None = None,
-    echo: Callable[[str], Any] = print,
-) -> SweepResult:
-    """Run every grid point of a sweep file (validated first), skipping finished runs."""
-    if isinstance(sweep, Sweep):
-        if preset is not None:
-            raise ValueError(
-                "preset= applies to sweep files; set PRESET in the Sweep's base instead"
-            )
-    else:
-        sweep = load_sweep(sweep, preset=preset, root=root)
-    runs = select_runs(sweep.runs(), only)
-    if not runs:
-        raise ValueError(f"--only {' '.join(only or [])} matches none of the sweep's runs")
-    folder = Path(runs_dir or default_runs_dir(sweep.root)) / sweep.name
-    atomic_write_json(
-        folder / "sweep.json",
-        {
-            "name": sweep.name,
-            "file": str(sweep.path) if sweep.path else None,
-            "notebooks": [os.path.relpath(nb, sweep.root) for nb in sweep.notebooks],
-            "base": sweep.base,
-            "grid": sweep.grid,
-            "exclude": list(sweep.exclude),
-        },
-    )
-    result = SweepResult(name=sweep.name, folder=folder)
-    for i, run in enumerate(runs, 1):
-        echo(f"[{i}/{len(runs)}] {sweep.name}/{run.key} ...")
-        record = execute_run(
-            run.notebook,
-            run.params,
-            folder / run.key,
-            force=force,
-            kernel=kernel,
-            progress=progress,
-            cell_timeout=cell_timeout,
-            info={"sweep": sweep.name, "key": run.key},
-            root=sweep.root,
-        )
-        record.setdefault("key", run.key)
-        echo(f"[{i}/{len(runs)}] {sweep.name}/{run.key}: {describe(record)}")
-        result.records.append(record)
-    return result

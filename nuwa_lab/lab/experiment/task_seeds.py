@@ -20,7 +20,7 @@ from typing import Any
 
 from nuwa_lab.lab.experiment.collect import collect
 from nuwa_lab.lab.experiment.lab_runs import task_target_rows
-from nuwa_lab.lab.experiment.runner import METRICS_FILE, read_json
+from nuwa_lab.lab.experiment.runner import METRICS_FILE, RUN_FILE, read_json
 from nuwa_lab.metrics.intervals import mean_interval
 
 SWEEP = "task_seeds"
@@ -30,13 +30,38 @@ def task_seed_runs(runs_dir: Path, preset: str, name: str = SWEEP) -> list[dict[
     """The finished runs of the task-seeds sweep at `preset`, shaped like `read_lab_runs`' runs
     (record, metrics, params) plus their SEED."""
     runs = []
-    for row in collect(name, runs_dir=runs_dir):
+    rows = collect(name, runs_dir=runs_dir)
+    for row in rows:
         if row.get("PRESET", preset) != preset:
             continue
-        metrics = read_json(Path(runs_dir) / name / row["run"] / METRICS_FILE)
+        metrics = read_json(rows.run_dir(row) / METRICS_FILE)
         params = {k: v for k, v in row.items() if k.isupper()}
-        runs.append({"record": True, "metrics": metrics, "params": params, "seed": row.get("SEED")})
+        record = read_json(rows.run_dir(row) / RUN_FILE) or {}
+        machine = record.get("cpu") or record.get("platform", "?")
+        host = f"{machine} ({record.get('cpu_count')} cores)"
+        revision = (record.get("git_revision") or "?")[:7]
+        runs.append(
+            {
+                "record": True,
+                "metrics": metrics,
+                "params": params,
+                "seed": row.get("SEED"),
+                "host": f"{host} at {revision}",
+            }
+        )
     return runs
+
+
+def where_seeds_ran(runs: list[dict[str, Any]]) -> str:
+    """ "seed 0 and seed 1 on <host> at <revision>; seed 2 on ...": the machines behind the table."""
+    by_host: dict[str, set[Any]] = {}
+    for run in runs:
+        by_host.setdefault(run.get("host", "?"), set()).add(run["seed"])
+    parts = [
+        " and ".join(_seed_label(s) for s in sorted(seeds, key=str)) + f" on {host}"
+        for host, seeds in by_host.items()
+    ]
+    return "; ".join(parts)
 
 
 def _seed_label(seed: Any) -> str:
