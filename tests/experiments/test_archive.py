@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 from test_runner import cli, quiet, write_notebook, write_sweep
 
-from nuwa_lab.lab.experiment import collect, run_sweep
+from nuwa_lab.lab.experiment import collect, load_sweep, run_sweep
 from nuwa_lab.lab.experiment.archive import kept_folders, results_dir
+from nuwa_lab.lab.job import LAB_NUM_EVAL
 from nuwa_lab.train.files import atomic_write_json
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SWEEP = "notebook: notebooks/99_test.ipynb\nbase: {PRESET: tiny, SEED: 3}\ngrid: {X: [1, 2]}\n"
 
@@ -93,3 +96,13 @@ def test_keep_results_copies_finished_runs_and_dry_run_says_kept(project: Path, 
     assert out.count("    kept  99_test.ipynb") == 2
     assert cli([str(path), "--table"]) == 0
     assert "| 23 |" in capsys.readouterr().out.replace("23.0", "23")
+
+
+@pytest.mark.parametrize("sweep_file", sorted((ROOT / "experiments").glob("*.yaml")), ids=str)
+def test_task_sweeps_measure_on_as_many_items_as_the_lab(sweep_file: Path) -> None:
+    """A task target checked by a sweep is checked on the lab's item count, not the preset's."""
+    sweep = load_sweep(sweep_file)
+    for run in sweep.runs():
+        preset = run.params.get("PRESET")
+        if "MODALITY" in run.params and preset in LAB_NUM_EVAL:
+            assert run.params.get("NUM_EVAL") == LAB_NUM_EVAL[preset], run.key
