@@ -20,6 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "nuwa_lab.lab.train_cli",
         "train the tokenizer and the pretrained model on your own data folder",
     ),
+    "recipe": (
+        "nuwa_lab.lab.recipe_cli",
+        "train an artifact, an ablation arm, a mixture or the whole pipeline (torchrun-ready)",
+    ),
     "sweep": (
         "nuwa_lab.lab.experiment.cli",
         "run a sweep file: notebooks x parameter grid, papermill",

@@ -6,7 +6,8 @@
    finished before is skipped (unless `--force`), a failing one is recorded and the lab goes on
    (later notebooks train what they need through `nuwa_lab.recipes.cache.get_or_train`). A notebook
    with a `MODALITY` parameter (the task notebooks 06-09) runs once per modality, into
-   `<notebook>-image/` and `<notebook>-video/`, so the report covers all eight tasks;
+   `<notebook>-image/` and `<notebook>-video/`, so the report covers all eight tasks. An
+   `OPTIONAL` notebook (11, your own data) runs only when `--only` names it;
 3. with `--sweeps`, the ablation sweeps of `experiments/*.yaml` at the same preset, before the
    results notebook (which always runs again: it takes seconds and reads whatever runs exist);
 4. `experiments/reports/<preset>/report.md` and `report.html` (`nuwa_lab.lab.experiment.report`).
@@ -32,7 +33,7 @@ import functools
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +56,13 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("3D attention", ("03",)),
     ("the model: attention ablation, multi-task pretraining", ("04", "05")),
     ("the eight tasks", ("06", "07", "08", "09")),
+    ("your own data", ("11",)),
     ("results", ("10",)),
 )
+# Notebooks that run only when `--only` names them (`python -m nuwa_lab lab --only 11`): 11 trains
+# a tokenizer, a label probe and a model of its own on the digits, a quarter of an hour beyond the
+# tiny lab's 45 minutes, and its results are not read by notebook 10 or the report's tables.
+OPTIONAL = {"11": "your own data: trains its own artifacts on the digits (about 15 min at tiny)"}
 RESULTS_STAGE = "results"
 MODALITIES = ("image", "video")  # the values of a notebook's MODALITY parameter, each run
 # Items per split the lab's task notebooks (06-09) are measured on (their NUM_EVAL), by preset; a
@@ -75,12 +81,17 @@ def project_root() -> Path:
         return find_root(Path(__file__).resolve().parents[1])
 
 
-def lab_plan(root: Path) -> list[tuple[str, Path]]:
-    """(stage, notebook) for every existing notebooks/NN_*.ipynb, in the order they must run.
+def lab_plan(root: Path, *, optional: Sequence[str] = ()) -> list[tuple[str, Path]]:
+    """(stage, notebook) for every existing notebooks/NN_*.ipynb, in the order they must run;
+    an `OPTIONAL` notebook only when `optional` names its number.
 
     A notebook whose number no stage lists runs after the tasks and before the results.
     """
-    notebooks = sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    notebooks = sorted(
+        nb
+        for nb in (root / "notebooks").glob("[0-9][0-9]_*.ipynb")
+        if nb.name[:2] not in OPTIONAL or nb.name[:2] in optional
+    )
     order = {prefix: i for i, (_, prefixes) in enumerate(STAGES) for prefix in prefixes}
     stage_names = [name for name, _ in STAGES]
     other = stage_names.index(RESULTS_STAGE) - 0.5
@@ -95,11 +106,14 @@ def lab_plan(root: Path) -> list[tuple[str, Path]]:
     return plan
 
 
-def lab_runs(root: Path, preset: str) -> list[tuple[str, Path, dict[str, Any], str]]:
-    """(stage, notebook, parameters, run folder name) of every run of the lab, in order."""
+def lab_runs(
+    root: Path, preset: str, *, optional: Sequence[str] = ()
+) -> list[tuple[str, Path, dict[str, Any], str]]:
+    """(stage, notebook, parameters, run folder name) of every run of the lab, in order (the
+    `OPTIONAL` notebooks that `optional` names included)."""
 
     runs = []
-    for stage, notebook in lab_plan(root):
+    for stage, notebook in lab_plan(root, optional=optional):
         declared = notebook_parameters(notebook)
         if "MODALITY" in declared:  # a task notebook: measured against the task targets
             task: dict[str, Any] = {"PRESET": preset}
@@ -173,7 +187,11 @@ def run_lab(
         if (force or not target.exists()) and not render_preview(target, preset, echo):
             problems.append("world preview")
 
-    plan = [run for run in lab_runs(root, preset) if not only or run[1].name[:2] in only]
+    plan = [
+        run
+        for run in lab_runs(root, preset, optional=only or ())
+        if not only or run[1].name[:2] in only
+    ]
     if not plan:
         echo(
             f"no notebooks to run under {root / 'notebooks'}"
@@ -243,7 +261,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="tiny", choices=PRESETS, help="default: tiny")
     parser.add_argument("--force", action="store_true", help="re-run notebooks that finished")
     parser.add_argument(
-        "--only", nargs="+", metavar="NN", help="run only these notebooks (by number), e.g. 00 01"
+        "--only",
+        nargs="+",
+        metavar="NN",
+        help="run only these notebooks (by number), e.g. 00 01; the optional 11 runs only so",
     )
     parser.add_argument(
         "--sweeps", action="store_true", help="also run the ablation sweeps (before notebook 10)"
@@ -274,8 +295,17 @@ def dry_run(
     """The plan `run_lab` with the same arguments would follow, as text; runs nothing."""
     root = Path(root or project_root()).resolve()
     folder = lab_folder(Path(runs_dir or root / "experiments" / "runs"), preset)
-    plan = [run for run in lab_runs(root, preset) if not only or run[1].name[:2] in only]
-    return describe_plan(
+    plan = [
+        run
+        for run in lab_runs(root, preset, optional=only or ())
+        if not only or run[1].name[:2] in only
+    ]
+    left_out = [
+        f"{nb.name}: {OPTIONAL[nb.name[:2]]}; run it with --only {nb.name[:2]}"
+        for nb in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+        if nb.name[:2] in OPTIONAL and nb.name[:2] not in (only or ())
+    ]
+    text = describe_plan(
         plan,
         preset=preset,
         folder=folder,
@@ -285,6 +315,7 @@ def dry_run(
         preview=preview and not only,
         artifacts_root=artifacts_root,
     )
+    return "\n".join([text, *(f"optional, not run: {line}" for line in left_out)])
 
 
 def run(args: argparse.Namespace) -> int:

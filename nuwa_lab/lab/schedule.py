@@ -50,6 +50,7 @@ TASK_NOTEBOOKS = {"06": "t2i", "07": "s2i", "08": "i2i", "09": "ti2i"}
 NOTES = {
     "04": "its S2V model trains from scratch in the run folder, never cached",
     "10": "always runs again: it reads the runs, which may be new",
+    "11": "trains its own tokenizer, label probe and model on the digits (goal: 15 min at tiny)",
 }
 
 

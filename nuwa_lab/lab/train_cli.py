@@ -2,6 +2,7 @@
 
     python -m nuwa_lab train --data data/digits --export-digits          # real handwriting, tiny
     python -m nuwa_lab train --data my_photos --preset smoke --set train.steps=20
+    python -m nuwa_lab train --data my_photos --on-error skip       # leave unreadable files out
 
 PATH is a folder of captioned images and videos (`captions.jsonl`, see `nuwa_lab.world.folders`);
 `--export-digits` first writes scikit-learn's handwritten digits there when it has no
@@ -9,8 +10,14 @@ captions.jsonl. The command sets `world.source = "folder:PATH"`, keeps the prese
 to the tasks the folder has data for (T2I needs images, T2V and V2V videos), trains (or loads)
 the tokenizer and the pretrained model with progress bars, and prints where the artifacts are and
 how good they are: the tokenizer's reconstruction PSNR / SSIM on the folder's test images and the
-model's validation NLL per task. Both artifacts are keyed by the folder's content hash, so a
-changed folder trains again and an unchanged one loads.
+model's validation NLL per task. When the folder's records carry a class (a "label", "class" or
+"digit" field, as the digits do) it also trains the label probe on the folder's own classes and
+prints its accuracy on the test pictures and on their reconstructions, each with its 95% interval.
+Every artifact is keyed by the folder's content hash, so a changed folder trains again and an
+unchanged one loads.
+
+`--on-error skip` (`world.on_error = "skip"`) leaves bad entries out (unreadable or missing
+files, malformed lines) with a warning that counts them, instead of stopping at the first.
 """
 
 from __future__ import annotations
@@ -23,10 +30,13 @@ from typing import Any
 
 from nuwa_lab.config import make_config
 from nuwa_lab.recipes.cache import artifact_dir, get_or_train, load_meta
+from nuwa_lab.recipes.kit import load_kit
+from nuwa_lab.recipes.label_probe import KIND as LABEL_PROBE
 from nuwa_lab.recipes.pretrain import PRETRAIN_TASKS
-from nuwa_lab.tokenizer.evaluate import folder_pixels, reconstruction_metrics
-from nuwa_lab.world.digits import export_digits
-from nuwa_lab.world.source import CAPTIONS, NEEDS, load_folder
+from nuwa_lab.tasks.folder_evaluate import folder_reconstruction
+from nuwa_lab.world.digits import ensure_digits
+from nuwa_lab.world.labels import class_field, class_names
+from nuwa_lab.world.source import CAPTIONS, load_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="a config override, e.g. --set train.steps=200 (repeatable)",
+    )
+    parser.add_argument(
+        "--on-error",
+        choices=("raise", "skip"),
+        default="raise",
+        help="bad entries of the folder: raise (stop at the first, the default) or skip them "
+        "with a warning that counts them (world.on_error)",
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--retrain", action="store_true", help="train again, ignoring the cache")
@@ -67,11 +84,17 @@ def export_if_asked(folder: Path, cfg_world, wanted: bool) -> None:
     """Export the digits to `folder` (sized for the preset) when asked and it has no captions."""
     if not wanted or (folder / CAPTIONS).is_file():
         return
-    size, frames = max(32, cfg_world.image_size), max(4, cfg_world.frames)
     print(f"exporting scikit-learn's handwritten digits to {folder} ...", flush=True)
     start = time.perf_counter()
-    export_digits(folder, split="all", size=size, frames=frames)
+    ensure_digits(folder, image_size=cfg_world.image_size, frames=cfg_world.frames)
     print(f"  done in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def interval(scores: dict[str, Any], key: str, unit: str = "") -> str:
+    """'31.2 dB [30.8, 31.6]' or '97.5% [95.1, 98.8]' from `key`, `key_low`, `key_high`."""
+    scale, digits = (100, 1) if unit == "%" else (1, 3 if abs(scores[key]) < 10 else 2)
+    low, value, high = (scale * scores[k] for k in (f"{key}_low", key, f"{key}_high"))
+    return f"{value:.{digits}f}{unit} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def timed(kind: str, cfg, args) -> tuple[Any, str]:
@@ -89,32 +112,48 @@ def run(args: argparse.Namespace) -> int:
     base = make_config(args.preset, **settings)
     export_if_asked(folder, base.world, args.export_digits)
     settings |= {"world.source": f"folder:{folder}", "device": args.device}
+    settings["world.on_error"] = args.on_error
     cfg = make_config(args.preset, **settings)
     try:
         source = load_folder(cfg.world, cfg.text)
     except (FileNotFoundError, ValueError) as e:  # a missing or malformed folder: say what is wrong
-        raise SystemExit(f"error: {e}") from None
+        hint = " (on the command line: --on-error skip)" if "on_error='skip'" in str(e) else ""
+        raise SystemExit(f"error: {e}{hint}") from None
     print(f"data: {source.summary()}")
-    mix = tuple((t, r) for t, r in cfg.train.task_mix if source.count(NEEDS[t][0], "train"))
-    if not mix:
-        raise SystemExit(
-            f"{folder}: no train images or videos for any task of train.task_mix "
-            f"({', '.join(t for t, _ in cfg.train.task_mix)})"
-        )
+    if source.skipped:
+        print(f"  {source.skipped:,} bad entries skipped (--on-error skip; the warning names why)")
+    try:
+        mix = source.trainable_mix(cfg.train.task_mix)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     if mix != cfg.train.task_mix:  # e.g. a folder without videos: T2I only
         left = sorted({t for t, _ in cfg.train.task_mix} - {t for t, _ in mix})
         cfg = make_config(args.preset, **{**settings, "train.task_mix": mix})
         print(f"task mix: {'+'.join(t for t, _ in mix)} ({', '.join(left)} left out: no data)")
 
     kind = cfg.tokenizer.kind
-    vq, how = timed(kind, cfg, args)
+    _, how = timed(kind, cfg, args)
     print(f"tokenizer ({kind}): {artifact_dir(kind, cfg)} ({how})")
-    pixels = folder_pixels(source, "test", cfg.tokenizer.eval_samples)
-    scores, _ = reconstruction_metrics(vq, pixels, lpips=False)
+    labelled = len(class_names(source)) >= 2
+    if labelled:
+        _, how = timed(LABEL_PROBE, cfg, args)
+        print(
+            f"label probe ({len(class_names(source))} classes of the field "
+            f"{class_field(source)!r}): {artifact_dir(LABEL_PROBE, cfg)} ({how})"
+        )
+    kit = load_kit(cfg, progress=not args.quiet, probes=labelled)
+    scores, _, _ = folder_reconstruction(kit, lpips=False)
     print(
-        f"  reconstruction of {len(pixels):,} test images: PSNR {scores['psnr_db']:.2f} dB, "
-        f"SSIM {scores['ssim']:.3f}, codebook usage {100 * scores['codebook_usage']:.0f}%"
+        f"  reconstruction of {scores['n_pictures']:,} test {scores['kind']}s: PSNR "
+        f"{interval(scores, 'psnr_db', ' dB')}, SSIM {interval(scores, 'ssim')}, codebook usage "
+        f"{100 * scores['codebook_usage']:.0f}%"
     )
+    if labelled:
+        print(
+            f"  the label probe reads the test pictures right: "
+            f"{interval(scores, 'acc_class_originals', '%')}, their reconstructions: "
+            f"{interval(scores, 'acc_class_recon', '%')} (95% intervals)"
+        )
 
     _, how = timed("nuwa", cfg, args)
     print(f"model (nuwa, {'+'.join(t for t, _ in mix)}): {artifact_dir('nuwa', cfg)} ({how})")

@@ -9,7 +9,9 @@ Modules: image.py (PSNR, SSIM), frechet.py (Fréchet distance, lab-FID / lab-FVD
 path), perceptual.py (LPIPS and which backbone it uses), probe_perceptual.py (the same recipe on
 the lab's own trained probe), codebook.py (usage, perplexity), probe.py (ImageProbe, VideoProbe,
 Segmenter; their training is `nuwa_lab.recipes.probes`), accuracy.py (attribute and pixel
-accuracy), intervals.py (95% intervals of rates, means and differences between arms).
+accuracy), intervals.py (95% intervals of rates, means and differences between arms),
+label_probe.py (LabelProbe: a data folder's own classes; `class_accuracy`), ink_motion.py (the
+direction a video's ink moves, read from its pixels).
 """
 
 from nuwa_lab.metrics.accuracy import attribute_accuracy, pixel_accuracy, segmentation_accuracy
@@ -18,6 +20,7 @@ from nuwa_lab.metrics.frechet import (
     InceptionFeatures,
     extract_features,
     fid,
+    fid_if_cached,
     frechet_distance,
     frechet_from_statistics,
     gaussian_statistics,
@@ -26,6 +29,8 @@ from nuwa_lab.metrics.frechet import (
     lab_fvd,
 )
 from nuwa_lab.metrics.image import psnr, ssim
+from nuwa_lab.metrics.ink_motion import ink_centroids, ink_directions, ink_mask
+from nuwa_lab.metrics.label_probe import LabelProbe, class_accuracy
 from nuwa_lab.metrics.perceptual import lpips_backbone, lpips_distance, lpips_model
 from nuwa_lab.metrics.probe import ImageProbe, Segmenter, VideoProbe
 from nuwa_lab.metrics.probe_perceptual import ProbePerceptual
@@ -33,17 +38,23 @@ from nuwa_lab.metrics.probe_perceptual import ProbePerceptual
 __all__ = [
     "ImageProbe",
     "InceptionFeatures",
+    "LabelProbe",
     "ProbePerceptual",
     "Segmenter",
     "VideoProbe",
     "attribute_accuracy",
+    "class_accuracy",
     "codebook_usage",
     "extract_features",
     "fid",
+    "fid_if_cached",
     "frechet_distance",
     "frechet_from_statistics",
     "gaussian_statistics",
     "inception_backbone",
+    "ink_centroids",
+    "ink_directions",
+    "ink_mask",
     "lab_fid",
     "lab_fvd",
     "lpips_backbone",

@@ -246,3 +246,11 @@ def fid(
     return frechet_distance(
         extract_features(network, pixels_a, **kw), extract_features(network, pixels_b, **kw)
     )
+
+
+def fid_if_cached(pixels_a: torch.Tensor, pixels_b: torch.Tensor, **kw) -> tuple[float, str]:
+    """(the standard FID, `inception_backbone()`) when torchvision's ImageNet Inception-v3 weights
+    are in the torch cache; (NaN, the reason) when they are not: nothing is downloaded."""
+    if not inception_weights_path().is_file():
+        return float("nan"), inception_backbone()
+    return fid(pixels_a, pixels_b, **kw), inception_backbone()

@@ -52,7 +52,8 @@ def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> t
     centre = p + z * z / (2 * n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     scale = 1 + z * z / n
-    return max(0.0, (centre - half) / scale), min(1.0, (centre + half) / scale)
+    # the interval holds p (exactly 0 at 0/n and 1 at n/n; round-off would leave ~1e-17 there)
+    return min(p, max(0.0, (centre - half) / scale)), max(p, min(1.0, (centre + half) / scale))
 
 
 def rate_interval(rate: float, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:

@@ -9,6 +9,7 @@
 | `cache` | | `get_or_train`: the artifact cache, keyed by the config and a hash of the code |
 | `tokenizers` | vqgan, vqvae, vqgan_seg | training the tokenizers of `nuwa_lab.tokenizer` |
 | `probes` | probe, video_probe, segmenter | training the probes of `nuwa_lab.metrics.probe` |
+| `label_probe` | label_probe | a data folder's own classes (`nuwa_lab.metrics.label_probe`) |
 | `pretrain` | nuwa | multi-task pretraining (T2I, T2V, V2V) |
 | `finetune`, `finetune_data` | task_<name> ... | one task's fine-tuning from the pretrained model |
 | `kit` | | `load_kit`: the `TaskKit` (tokenizers, probes) a task runs with |
@@ -18,7 +19,7 @@ Importing this package registers every artifact kind with the cache (each module
 own when imported); nothing else happens at import.
 """
 
-from nuwa_lab.recipes import finetune, pretrain, probes, tokenizers
+from nuwa_lab.recipes import finetune, label_probe, pretrain, probes, tokenizers
 from nuwa_lab.recipes.cache import (
     ArtifactError,
     artifact_dir,
@@ -35,6 +36,7 @@ __all__ = [
     "default_root",
     "finetune",
     "get_or_train",
+    "label_probe",
     "load_kit",
     "load_meta",
     "pretrain",

@@ -14,6 +14,7 @@ kind is registered by the module that owns it:
   of it) also hashes what the config cannot show about its data, `source_fingerprint(cfg.world)`
   (`nuwa_lab.world.source`): nothing for the Shapes World, a pure function of the config; the
   content hash of the folder for `world.source = "folder:PATH"`, so a changed folder retrains.
+  The folder's path is not hashed (`keyed_world`): the same bytes elsewhere load the same artifacts.
 - `code`: the modules (or packages) whose source decides what training produces. Their code is
   part of `version` (`code_version`: a hash of their syntax trees without comments, docstrings or
   formatting; the sampler, `UNHASHED_MODULES`, is left out), so editing the training
@@ -42,6 +43,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import importlib.util
@@ -59,6 +61,7 @@ from typing import Any
 from nuwa_lab.config import Config, as_dict, config_hash
 from nuwa_lab.device import resolve_device
 from nuwa_lab.train.checkpoint import CheckpointError
+from nuwa_lab.train.distributed import one_writer
 from nuwa_lab.train.files import (
     IntegrityError,
     atomic_torch_save,
@@ -68,7 +71,7 @@ from nuwa_lab.train.files import (
     read_json_verified,
 )
 from nuwa_lab.train.loop import NonFiniteLossError
-from nuwa_lab.world.source import source_fingerprint
+from nuwa_lab.world.source import keyed_world, source_fingerprint
 
 MODEL_FILE = "model.pt"
 META_FILE = "meta.json"
@@ -201,8 +204,10 @@ def default_root() -> Path:
 
 def _sections(spec: ArtifactKind, cfg: Config) -> dict[str, Any]:
     out = {}
+    world = keyed_world(cfg.world)  # a data folder by its content, not its path
+    keyed = cfg if world is cfg.world else dataclasses.replace(cfg, world=world)
     for name in spec.sections:
-        value = cfg
+        value = keyed
         for part in name.split("."):
             if not hasattr(value, part):
                 raise ValueError(
@@ -350,7 +355,7 @@ def get_or_train(
     spec = _kind(kind)
     device = resolve_device(device if device is not None else getattr(cfg, "device", "auto"))
     folder = artifact_dir(kind, cfg, root=root)
-    with _lock(folder):
+    with one_writer(_lock(folder), device):  # under torchrun: rank 0 writes, all wait
         if retrain:
             for name in (META_FILE, MODEL_FILE):
                 (folder / name).unlink(missing_ok=True)

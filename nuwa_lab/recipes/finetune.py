@@ -62,6 +62,7 @@ from nuwa_lab.recipes.pretrain import VERSION as PRETRAINED_VERSION
 from nuwa_lab.tasks.evaluate import TaskKit
 from nuwa_lab.tasks.run import has_visible_context
 from nuwa_lab.tasks.spec import TASK_SPECS, get_task
+from nuwa_lab.train.distributed import main_first
 from nuwa_lab.train.files import IntegrityError, atomic_torch_save, load_torch_verified
 from nuwa_lab.train.loop import train
 from nuwa_lab.world.source import check_task
@@ -218,10 +219,10 @@ def finetune(
     )
     pools = {}
     for split, size in zip(("train", "val"), sizes, strict=True):
-        path = Path(workdir) / f"pool_{split}.pt" if workdir is not None else None
-        pools[split] = _cached_pool(path) if path is not None else None
-        if pools[split] is None:
-            pools[split] = task_pool(
+        path = Path(workdir) / f"pool_{split}.pt" if workdir is not None and not reuse else None
+
+        def build(split=split, size=size):
+            return task_pool(
                 spec.name,
                 cfg,
                 kit,
@@ -232,7 +233,14 @@ def finetune(
                 progress=progress,
                 root=root,
             )
-            if path is not None and not reuse:  # pretraining's token data is cached already
+
+        if path is None:  # pretraining's token data (cached there), or no work folder
+            pools[split] = build()
+            continue
+        with main_first(device):  # rank 0 builds and writes the pool, the others then read it
+            pools[split] = _cached_pool(path)
+            if pools[split] is None:
+                pools[split] = build()
                 atomic_torch_save(path, pools[split], sha256=True)
     model.to(device)
     before = pool_loss(model, pools["val"])

@@ -149,14 +149,22 @@ class FinetuneTrainable:
             rows = torch.multinomial(self.pool["weight"], b, replacement=True, generator=generator)
         else:
             rows = torch.randint(size, (b,), generator=generator)
+        total = int((~self.pool["fixed"][rows]).sum())  # N: the global batch's loss positions
         rows = rows[rank_slice(b, rank, world_size)]
-        return {"rows": rows, **{k: self.pool[k][rows] for k in ("condition", "target", "fixed")}}
+        shard = {k: self.pool[k][rows] for k in ("condition", "target", "fixed")}
+        # counted here, on the host: no GPU sync in the step
+        scale = int((~shard["fixed"]).sum()) * world_size / max(1, total)  # R N_r / N
+        return {"rows": rows, **shard, "scale": scale}
 
     def losses(self, batch: dict[str, Any], step: int):
+        r"""The shard's mean over its $N_r$ generated positions times $R N_r / N$, with $N$ those
+        of the global batch: averaged over the R ranks this is the global batch's mean
+        $\frac{1}{N}\sum_{n \notin F} -\log p(y_n)$ however the positions fall between
+        shards (one process: $N_r = N$, the factor is exactly 1)."""
         condition = pool_condition(self.pool, batch["condition"])
         mask = generated_mask(batch["fixed"])
-        _, loss = self.model(condition, batch["target"], loss_mask=mask)
-        return {"model": loss}, {}
+        _, mean = self.model(condition, batch["target"], loss_mask=mask)
+        return {"model": mean * batch["scale"]}, {}
 
 
 @torch.no_grad()

@@ -26,8 +26,10 @@ import time
 import torch
 
 from nuwa_lab.config import Config
+from nuwa_lab.device import resolve_device
 from nuwa_lab.model.nuwa import Nuwa
 from nuwa_lab.recipes.pretrain import PretrainTrainable, TokenData, parse_task_mix, task_counts
+from nuwa_lab.train.distributed import agree, group
 from nuwa_lab.train.loop import make_adamw
 
 BUDGETS = ("steps", "t2v_examples", "time")
@@ -107,7 +109,8 @@ def budget_steps(
 ) -> int:
     """The pretraining steps of mixture `mix` under `budget` (see the module), at least one.
 
-    `seconds`: seconds per step of `mix` and of the matched mixture (measured when not given)."""
+    `seconds`: seconds per step of `mix` and of the matched mixture (measured when not given;
+    under torchrun by rank 0 alone, so every rank trains the same number of steps)."""
     kind, match = parse_budget(budget)
     if kind == "steps":
         return steps
@@ -117,5 +120,8 @@ def budget_steps(
         if mine == 0:
             raise ValueError(f"mixture {mix!r} has no T2V items: an equal T2V budget means nothing")
         return max(1, round(steps * t2v_items(parse_task_mix(match), batch) / mine))
-    seconds = seconds or mixture_step_seconds(cfg, [mix, match])
+    if seconds is None:  # under torchrun rank 0 times the steps and every rank takes its numbers
+        device = resolve_device(cfg.device)
+        mine = mixture_step_seconds(cfg, [mix, match]) if group(device).is_main else None
+        seconds = agree(mine, device)
     return max(1, round(steps * seconds[match] / seconds[mix]))

@@ -65,10 +65,12 @@ from nuwa_lab.recipes.task_mix import (  # re-exported: the mixture is part of p
 from nuwa_lab.recipes.task_mix import parse_task_mix as parse_task_mix
 from nuwa_lab.recipes.tokenizers import CODE as TOKENIZER_CODE
 from nuwa_lab.train.checkpoint import CKPT_NAME, CheckpointError, load_checkpoint
+from nuwa_lab.train.distributed import main_first
 from nuwa_lab.train.files import (
     IntegrityError,
     atomic_torch_save,
     atomic_write_json,
+    is_writer,
     load_torch_verified,
     read_json_verified,
 )
@@ -139,17 +141,38 @@ def token_data(
     (written before caches had hashes) is tokenized again and replaced, with a warning."""
 
     path = _tokens_path(cfg, split, size, root)
-    if path.is_file():
-        try:
-            return TokenData(**load_torch_verified(path))
-        except (IntegrityError, RuntimeError, EOFError, pickle.UnpicklingError, TypeError) as e:
-            problem = e if isinstance(e, IntegrityError) else f"{path} is unreadable ({e})"
-            warnings.warn(
-                f"token cache {problem}; rebuilding it: tokenizing {size} {split} items again",
-                stacklevel=2,
-            )
+    data = _cached_tokens(path, split, size)
+    if data is not None:
+        return data
     device = resolve_device(cfg.device)
+    # every rank under torchrun: the cache trains a missing tokenizer with all of them
     vq = get_or_train(cfg.tokenizer.kind, cfg, progress=progress, root=root, device=device)
+    with main_first(device):  # rank 0 tokenizes and writes the cache, the others then read it
+        data = None if is_writer() else _cached_tokens(path, split, size)
+        if data is None:
+            data = TokenData(**_tokenize(cfg, vq, split, size, device, progress, chunk))
+            atomic_torch_save(path, vars(data), sha256=True)
+    return data
+
+
+def _cached_tokens(path: Path, split: str, size: int) -> TokenData | None:
+    """The token cache at `path` if it is there and intact, else None (a damaged or unverifiable
+    one with a warning: the caller tokenizes again and replaces it)."""
+    if not path.is_file():
+        return None
+    try:
+        return TokenData(**load_torch_verified(path))
+    except (IntegrityError, RuntimeError, EOFError, pickle.UnpicklingError, TypeError) as e:
+        problem = e if isinstance(e, IntegrityError) else f"{path} is unreadable ({e})"
+        warnings.warn(
+            f"token cache {problem}; rebuilding it: tokenizing {size} {split} items again",
+            stacklevel=3,
+        )
+        return None
+
+
+def _tokenize(cfg: Config, vq, split: str, size: int, device, progress: bool, chunk: int):
+    """{images, image_text, videos, video_text} of the first `size` items of `split`."""
     world, text = data_source(cfg.world, cfg.text), text_tokenizer(cfg.world, cfg.text)
     if isinstance(world, FolderSource):  # all of the split, up to `size` of each kind
         items = {k: list(range(min(size, world.count(k, split)))) for k in ("image", "video")}
@@ -181,9 +204,7 @@ def token_data(
         "image_text": (0, cfg.text.max_length),
         "video_text": (0, cfg.text.max_length),
     }
-    data = {k: torch.cat(v) if v else torch.zeros(empty[k], dtype=small) for k, v in parts.items()}
-    atomic_torch_save(path, data, sha256=True)
-    return TokenData(**data)
+    return {k: torch.cat(v) if v else torch.zeros(empty[k], dtype=small) for k, v in parts.items()}
 
 
 # ---------------------------------------------------------------- training

@@ -10,7 +10,9 @@
 | `spec` | `TaskSpec`, `TASK_SPECS`: condition, fixed tokens, what is generated, default model |
 | `run` | `run_task`, `task_tensors`, `TaskOutput`; the pixel-region -> token-grid rule |
 | `metrics` | per-task measurements (probe accuracy, lab-FID/FVD, pixel accuracy, PSNR, edits) |
-| `evaluate` | `TaskKit`, `evaluate_task` on the test / held-out split, `TaskEvaluation` |
+| `evaluation` | `TaskKit`, `TaskEvaluation`, the sampling options |
+| `evaluate` | `evaluate_task` on the test / held-out split |
+| `folder_evaluate`, `folder_metrics` | the tasks on a data folder, measured with its own labels |
 | `report` | `metrics_table`, `targets_table` (the tiny preset's targets), `headline_metrics` |
 
 Fine-tuning on one task lives in `nuwa_lab.recipes.finetune` (`task_model(name, cfg)` picks the
@@ -25,6 +27,13 @@ from nuwa_lab.tasks.evaluate import (
     measure,
     probe_score_fn,
     task_items,
+)
+from nuwa_lab.tasks.folder_evaluate import (
+    FOLDER_TASKS,
+    evaluate_folder_task,
+    folder_items,
+    folder_reconstruction,
+    why_not_measured,
 )
 from nuwa_lab.tasks.metrics import (
     PSNR_CAP_DB,
@@ -71,6 +80,11 @@ from nuwa_lab.tasks.spec import (
 )
 
 __all__ = [
+    "FOLDER_TASKS",
+    "evaluate_folder_task",
+    "folder_items",
+    "folder_reconstruction",
+    "why_not_measured",
     "PSNR_CAP_DB",
     "TARGETS",
     "breakdown",

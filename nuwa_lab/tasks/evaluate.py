@@ -17,19 +17,23 @@ and reject it.
 
 Every mean over items (a PSNR, a pixel accuracy, the preservation gap) also gets its 95% bootstrap
 interval over the items, `<metric>_low` / `<metric>_high` (`nuwa_lab.tasks.item_intervals`).
+
+On a data folder (`world.source = "folder:PATH"`, `kit.folder`) there is no world ground truth:
+`evaluate_task` hands over to `nuwa_lab.tasks.folder_evaluate`, which measures T2I, T2V, V2V and
+I2I on the folder's own test items with the probe of its own classes.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from nuwa_lab.config import Config, SampleConfig
-from nuwa_lab.metrics import ImageProbe, Segmenter, VideoProbe, attribute_accuracy
+from nuwa_lab.metrics import ImageProbe, VideoProbe, attribute_accuracy
 from nuwa_lab.model import Nuwa
+from nuwa_lab.tasks.evaluation import TaskEvaluation, TaskKit, sampling_options
+from nuwa_lab.tasks.folder_evaluate import evaluate_folder_task
 from nuwa_lab.tasks.item_intervals import item_intervals, item_values
 from nuwa_lab.tasks.metrics import (
     completion_metrics,
@@ -38,71 +42,22 @@ from nuwa_lab.tasks.metrics import (
     sketch_metrics,
     text_to_visual_metrics,
 )
-from nuwa_lab.tasks.run import TaskOutput, Tokenizers, run_task
-from nuwa_lab.tasks.spec import TASK_SPECS, get_task, given_frames
-from nuwa_lab.tokenizer import VQGANSeg, VQModel
-from nuwa_lab.world import ShapesWorld, TaskDataset, TextTokenizer, collate, parse_caption
+from nuwa_lab.tasks.run import TaskOutput, run_task
+from nuwa_lab.tasks.spec import get_task, given_frames
+from nuwa_lab.tokenizer import VQModel
+from nuwa_lab.world import TaskDataset, collate, parse_caption
 
-
-def sampling_options(cfg: SampleConfig, task: str | None = None) -> dict:
-    """The keyword arguments of `sample` that come from the config's sample section; with a
-    `task`, its own temperature (`cfg.task_temperatures`) where it has one."""
-    unknown = sorted({name for name, _ in cfg.task_temperatures} - set(TASK_SPECS))
-    if unknown:
-        raise ValueError(
-            f"sample.task_temperatures names unknown tasks {unknown}; "
-            f"valid: {', '.join(TASK_SPECS)}"
-        )
-    temperature = cfg.temperature if task is None else cfg.temperature_for(task)
-    return dict(
-        temperature=temperature, top_k=cfg.top_k, top_p=cfg.top_p, candidates=cfg.candidates
-    )
-
-
-@dataclass
-class TaskKit:
-    """What running and measuring the tasks needs besides the model (all cached artifacts)."""
-
-    cfg: Config
-    world: ShapesWorld
-    tokenizer: VQModel  # VQ-GAN (the codes of the model)
-    text_tokenizer: TextTokenizer
-    seg_tokenizer: VQGANSeg | None = None  # VQ-GAN-Seg, for s2i / s2v
-    probe: ImageProbe | None = None
-    video_probe: VideoProbe | None = None
-    segmenter: Segmenter | None = None
-
-    @property
-    def tokenizers(self) -> Tokenizers:
-        """The three tokenizers as `run_task` takes them."""
-        return Tokenizers(self.tokenizer, self.text_tokenizer, self.seg_tokenizer)
-
-    def probe_for(self, video: bool) -> ImageProbe | VideoProbe | None:
-        return self.video_probe if video else self.probe
-
-
-def _all_tasks() -> tuple[str, ...]:
-
-    return tuple(TASK_SPECS)
-
-
-@dataclass
-class TaskEvaluation:
-    """The items, the outputs and the metrics of one task on one split."""
-
-    task: str
-    split: str
-    inputs: dict[str, Any]
-    output: TaskOutput
-    metrics: dict[str, float]
-    seconds: float
-    sampling: dict[str, Any] = field(default_factory=dict)
-    segmentation: torch.Tensor | None = None  # S2I / S2V: the segmenter's class maps of the output
-
-    def prefixed(self, prefix: str | None = None) -> dict[str, float]:
-        """Metrics keyed `<prefix>_<name>` (default prefix: the split), for `log_metrics`."""
-        prefix = self.split if prefix is None else prefix
-        return {f"{prefix}_{k}": v for k, v in self.metrics.items()}
+__all__ = [  # TaskEvaluation, TaskKit and sampling_options live in evaluation.py
+    "TaskEvaluation",
+    "TaskKit",
+    "asked_objects",
+    "evaluate_task",
+    "measure",
+    "probe_score_fn",
+    "reconstruction",
+    "sampling_options",
+    "task_items",
+]
 
 
 def task_items(name: str, kit: TaskKit, split: str, n: int, *, offset: int = 0) -> dict[str, Any]:
@@ -161,7 +116,13 @@ def evaluate_task(
     """Run task `name` on `n` items of `split` (default `cfg.sample.num_eval`) and measure it.
 
     seed: the sampling generator's seed (default cfg.seed). real: also compute lab-FID / lab-FVD
-    against the items' real pixels (T2I / T2V). sampling: overrides of `cfg.sample`."""
+    against the items' real pixels (T2I / T2V). sampling: overrides of `cfg.sample`.
+    A kit of a data folder (`kit.folder`) is measured without world ground truth, on the folder's
+    own items and labels (`nuwa_lab.tasks.folder_evaluate`)."""
+    if kit.folder is not None:
+        return evaluate_folder_task(
+            name, model, kit, split=split, n=n, context=context, seed=seed, real=real, **sampling
+        )
     cfg = kit.cfg
     spec = get_task(name)
     n = cfg.sample.num_eval if n is None else n

@@ -38,6 +38,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from torch import distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
@@ -109,9 +110,16 @@ def adaptive_weight(
     r"""$\lambda = \|\nabla_{G_L} L_{rec}\| / (\|\nabla_{G_L} L_G\| + \delta)$, clamped, detached.
 
     Both losses must still have their graphs (it differentiates them with `retain_graph=True`).
+    Under torch.distributed each rank holds the gradients of its shard's mean losses; their mean
+    over ranks is the global batch's gradient, so the norms are taken of that mean: every rank
+    gets the same $\lambda$, the one process would get on the whole batch.
     """
     g_rec = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)[0]
     g_gan = torch.autograd.grad(gan_loss, last_layer, retain_graph=True)[0]
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        both = torch.stack([g_rec, g_gan])  # (2, *last_layer.shape)
+        dist.all_reduce(both)
+        g_rec, g_gan = both / dist.get_world_size()
     return (g_rec.norm() / (g_gan.norm() + delta)).clamp(0.0, max_weight).detach()
 
 

@@ -26,9 +26,12 @@ Keeping the codebook alive:
 - usage (fraction of codes used) and perplexity $\exp(-\sum_k p_k \log p_k)$ of each batch are
   reported.
 
-Under torch.distributed the counts and sums are all-reduced and initialisation / restarts are
-broadcast from rank 0, so every rank keeps the same codebook. Random choices use a generator seeded
-by the step counter (a buffer), so a run resumed from a checkpoint makes the same choices.
+Under torch.distributed (data parallelism, each rank a shard of the global batch) the counts and
+sums are all-reduced, and initialisation and restarts draw from the encoder outputs of every rank
+gathered in rank order, which is the global batch's: every rank keeps the same codebook, equal to
+one process's on the whole batch, and the logged usage and perplexity are the global batch's.
+Random choices use a generator seeded by the step counter (a buffer), so a run resumed from a
+checkpoint, on any number of processes, makes the same choices.
 
 Axis letters: b batch, d code width, h w the token grid, n = b h w vectors, k codes.
 
@@ -79,6 +82,16 @@ def code_histogram_stats(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _global_rows(flat: torch.Tensor) -> torch.Tensor:
+    """(n, d) rows of this rank -> (R n, d) rows of every rank in rank order: the global batch's
+    (ranks hold equal contiguous shards of it). Unchanged in one process."""
+    if not _distributed():
+        return flat
+    parts = [torch.empty_like(flat) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, flat.contiguous())
+    return torch.cat(parts)
 
 
 class VectorQuantizer(nn.Module):
@@ -166,7 +179,7 @@ class VectorQuantizer(nn.Module):
         b, d, h, w = self._check(z)
         flat = rearrange(z, "b d h w -> (b h w) d")
         if self.training and not bool(self.initialised):
-            self._initialise(flat.detach().float())
+            self._initialise(_global_rows(flat.detach().float()))
         dist2 = self.distances(flat.detach().float())
         idx = dist2.argmin(1)
         e = self.codebook[idx].to(flat.dtype)
@@ -177,6 +190,8 @@ class VectorQuantizer(nn.Module):
         counts = torch.bincount(idx, minlength=self.codebook_size).float()
         restarted = 0
         if self.training:
+            if _distributed():  # the global batch's histogram, identical on every rank
+                dist.all_reduce(counts)
             restarted = self._update(flat.detach().float(), idx, counts)
         usage, perplexity = code_histogram_stats(counts)
         return QuantizerOutput(
@@ -231,13 +246,12 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def _update(self, flat: torch.Tensor, idx: torch.Tensor, counts: torch.Tensor) -> int:
-        """EMA codebook update, usage tracking and dead-code restart; returns codes restarted."""
+        """EMA codebook update, usage tracking and dead-code restart; returns codes restarted.
+
+        `counts`: the code histogram of the global batch (already summed over ranks)."""
         sums = torch.zeros_like(self.embed_sum).index_add_(0, idx, flat) if self.ema else None
-        if _distributed():  # global-batch statistics, identical on every rank
-            counts = counts.clone()
-            dist.all_reduce(counts)
-            if sums is not None:
-                dist.all_reduce(sums)
+        if _distributed() and sums is not None:  # global-batch sums, identical on every rank
+            dist.all_reduce(sums)
         gamma = self.ema_decay
         if self.ema:
             self.cluster_size.mul_(gamma).add_(counts, alpha=1 - gamma)
@@ -256,6 +270,7 @@ class VectorQuantizer(nn.Module):
         dead = (self.idle_steps >= self.dead_code_steps).nonzero().flatten()
         if dead.numel() == 0:
             return 0
+        flat = _global_rows(flat)  # every rank (the same on all: idle_steps is global) draws alike
         # Sample replacements with probability proportional to the squared distance to the nearest
         # (live) code: restarts go where the codebook fits the data worst.
         d2 = self.distances(flat).min(1).values

@@ -11,7 +11,8 @@ checkpoint intact and a damaged one is never resumed from. It holds
 | `schedule` | the schedule's whole state: it is the pure function `lr_at(step, cfg)` |
 | `history` | the logged values of steps 0..step-1 |
 | `rng` | torch / CUDA / python / numpy RNG states at the time of saving |
-| `train_config`, `seed`, `world_size` | to warn when a resume changes them |
+| `train_config`, `seed` | to warn when a resume changes them |
+| `world_size` | the processes that wrote it, for the record: any number may resume it |
 
 It is read back only after its bytes match the hash (a mismatch, or no hash file, is a
 `CheckpointError` that says how to start over), then with `torch.load(weights_only=True)`: plain
@@ -78,7 +79,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
     kind, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+        # one state per GPU of the machine that saved it; this one may have fewer (or more)
+        for i, s in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(s.cpu(), i)
 
 
 def save_checkpoint(

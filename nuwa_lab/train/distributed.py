@@ -21,14 +21,34 @@ here is a no-op for one process.
 Buffers (batch-norm statistics, EMA codebooks) are not gradients: `sync_buffers` averages the
 floating-point ones after every step. For statistics that are linear in the batch (an EMA of sums
 and counts) the average over equal shards is exactly the single-process update.
+
+Everything around the loop follows one rule: rank 0 alone writes, the other ranks wait and then
+read what it wrote.
+
+| helper | what | used by |
+|---|---|---|
+| `one_writer` | rank 0 holds the lock; all decide alike, wait for its writes | `get_or_train` |
+| `main_first` | rank 0 runs a block (writes a cache), then the others (read it) | token caches |
+| `agree` | rank 0's value on every rank | budgets in seconds |
+| `check_same_step` | every rank resumes from the same step | `train` |
+
+(The files themselves are written by `nuwa_lab.train.files`, which writes nothing on a rank other
+than 0.) A checkpoint does not depend on the number of processes: the global step, the
+parameters, the optimizer state and the buffers are the same on every rank and equal to one
+process's, and every batch is drawn from (seed, global step); so a run saved by R processes
+resumes on any other number.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -181,3 +201,74 @@ def sync_buffers(modules: Iterable[nn.Module], info: DistInfo) -> None:
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
+
+
+def group(device: torch.device | str = "cpu") -> DistInfo:
+    """This process's place in the run, joining torchrun's process group first if it has not yet
+    (`setup`); `device` picks the backend (NCCL for CUDA, gloo for the CPU): the device the run
+    trains on. One process: `DistInfo()`, nothing initialised."""
+    return setup(torch.device(device))[0]
+
+
+@contextlib.contextmanager
+def one_writer(lock: AbstractContextManager, device: torch.device | str = "cpu") -> Iterator[None]:
+    """Run a block that reads files, may compute collectively and may write them: on every rank.
+
+    One process: just `with lock:`. Under torchrun rank 0 alone takes `lock` (a file lock that
+    keeps other programs out; taken by every rank it would deadlock the first collective), then
+    all ranks meet, so they decide on the same files (only rank 0 can change them now); at the
+    end they meet again, so rank 0's writes are finished before any rank goes on and reads them.
+    So every rank must enter it (a block that rank 0 alone runs waits forever). On an error
+    nobody waits: torchrun stops the other ranks when one fails.
+    """
+    info = group(device)
+    if not info.enabled:
+        with lock:
+            yield
+        return
+    with lock if info.is_main else contextlib.nullcontext():
+        dist.barrier()
+        yield
+        dist.barrier()
+
+
+@contextlib.contextmanager
+def main_first(device: torch.device | str = "cpu") -> Iterator[None]:
+    """Rank 0 runs the block first; the others wait, then run it (and find what rank 0 wrote).
+
+    For a cache that one process builds and every process reads (tokenized data). The block must
+    not communicate with the other ranks (they are waiting): fetch what needs them before it.
+    """
+    info = group(device)
+    if info.enabled and not info.is_main:
+        dist.barrier()  # released when rank 0 has run the block
+    yield
+    if info.enabled and info.is_main:
+        dist.barrier()
+
+
+def agree(value: Any, device: torch.device | str = "cpu") -> Any:
+    """Rank 0's `value` on every rank (itself with one process): for numbers each rank would
+    measure differently (seconds per step), where ranks that disagree would train different
+    numbers of steps and wait for each other forever."""
+    info = group(device)
+    if not info.enabled:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def check_same_step(step: int, info: DistInfo, device: torch.device, path: Path | None) -> None:
+    """Raise unless every rank resumes from `step` (they read the checkpoint each on its own)."""
+    if not info.enabled:
+        return
+    both = torch.tensor([step, -step], dtype=torch.float64, device=device)
+    dist.all_reduce(both, op=dist.ReduceOp.MAX)
+    low, high = -int(both[1]), int(both[0])
+    if low != high:
+        raise RuntimeError(
+            f"ranks resume from different steps ({low} to {high}; this rank {step}): they do not "
+            f"all see the same checkpoint {path}. Put run folders and data/artifacts on a "
+            "filesystem every node shares (or set NUWA_LAB_ARTIFACTS to one)"
+        )

@@ -32,6 +32,11 @@ a warning and a rebuild (the token caches), a re-run (the sweep runner's run rec
 `write_sha256(path)` is also how to vouch for a file written before hashes existed, if you know it
 is intact (a file you just rebuilt needs nothing: it is written with its hash).
 
+One writer: under torchrun (several processes training one model) only rank 0 writes. On any
+other rank every write here does nothing and returns the path (`is_writer`): the ranks hold the
+same weights, checkpoints and caches, and two processes renaming over one file would race.
+Whatever must happen after rank 0's write waits for it (`nuwa_lab.train.distributed`).
+
 Limits: a crash between the two renames (one system call apart) leaves the new file beside the
 old hash; it is then refused like a corrupt file and rebuilt, never loaded unverified. The hash
 detects damage, it is not a signature: whoever can edit a file can edit its hash.
@@ -43,6 +48,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -79,8 +85,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, sha256: bool = F
     return path
 
 
+def is_writer() -> bool:
+    """Whether this process writes: rank 0 of torch.distributed's group once it is initialised,
+    else the process whose RANK (set by torchrun) is 0 or unset (a plain process)."""
+    dist = sys.modules.get("torch.distributed")  # only when torch is loaded: no import here
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK") or 0) == 0
+
+
 def _atomic_write_all(files: list[tuple[Path, bytes]]) -> None:
-    """Every file to a synced temporary file first, then the renames back to back, in order."""
+    """Every file to a synced temporary file first, then the renames back to back, in order
+    (on rank 0 only: see "One writer" in the module docstring)."""
+    if not is_writer():
+        return
     files[0][0].parent.mkdir(parents=True, exist_ok=True)
     temps: list[str] = []
     try:
@@ -134,6 +152,8 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any, *, sha256: bool = False
 def write_sha256(path: str | os.PathLike) -> Path:
     """Write the hash file of `path` as it is now (for a file written by code that wrote none)."""
     path = Path(path)
+    if not is_writer():  # rank 0 hashes the file it wrote
+        return hash_path(path)
     return atomic_write_text(hash_path(path), sha256_line(path.read_bytes(), path.name))
 
 

@@ -301,7 +301,8 @@ def train(
         Without run_dir / ckpt_path nothing is written.
     seed: fixes the global RNGs at every step (dropout, restarts); the data comes from `batch`.
     max_steps: stop once this many steps are done (the schedule still spans cfg.steps); resume
-        later to finish. Under torchrun (WORLD_SIZE > 1) each process calls `train` alike.
+        later to finish. Under torchrun (WORLD_SIZE > 1) each process calls `train` alike; a
+        checkpoint resumes on any number of processes (nuwa_lab.train.distributed).
     """
     modules = check_trainable(trainable)
     if run_dir is not None and ckpt_path is not None:
@@ -323,6 +324,7 @@ def train(
     if resume and path is not None and path.exists():
         ckpt = load_checkpoint(path, map_location=device)
         start, history = restore_checkpoint(ckpt, path, modules, optimizers, cfg, seed)
+    distributed.check_same_step(start, info, device, path)
     distributed.broadcast_modules(modules.values(), info)
     end = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
     saved_step = start if path is not None and start > 0 else None

@@ -7,8 +7,10 @@
 Modules: world.py (scenes, splits), sample.py (the types: Sample, Batch, ObjectAttributes),
 render.py (the vectorised rasteriser), captions.py
 (the grammar), manipulation.py (TI2I / TV2V pairs), text.py (the word tokenizer), datasets.py (the
-eight tasks), folders.py (real-data folders), digits.py (real handwriting exported as such a
-folder), source.py (`world.source`: what the recipes train on, the Shapes World or a folder).
+eight tasks), folders.py (real-data folders), folder_index.py (a folder's captions.jsonl and its
+content hash), digits.py (real handwriting exported as such a folder), source.py (`world.source`:
+what the recipes train on, the Shapes World or a folder), labels.py (a folder's classes and
+directions, from its records).
 """
 
 from nuwa_lab.world.captions import parse_caption, vocabulary

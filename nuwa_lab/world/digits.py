@@ -20,6 +20,7 @@ set's order) are the test scans, so a model is measured on handwriting it never 
 | train / test scans | `split_indices(labels)` |
 | one picture, one video | `digit_image(scan, size)`, `digit_video(scan, size, frames, direction)` |
 | the folder | `export_digits(folder, split="train")` |
+| the folder for a preset, unless it exists | `ensure_digits(folder, image_size=32, frames=4)` |
 | a caption's digit and direction | `read_caption(caption)` |
 """
 
@@ -189,3 +190,13 @@ def export_digits(
     partial.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     partial.replace(index)
     return index
+
+
+def ensure_digits(folder: str | Path, *, image_size: int, frames: int) -> bool:
+    """Export all the digits to `folder`, sized for a preset (at least 32 px and 4 frames), unless
+    it holds a captions.jsonl already; True when it exported."""
+    folder = Path(folder)
+    if (folder / "captions.jsonl").is_file():
+        return False
+    export_digits(folder, split="all", size=max(32, image_size), frames=max(4, frames))
+    return True

@@ -15,10 +15,15 @@ A folder is split into train / val / test once, deterministically:
 The captions give the text vocabulary (`text_tokenizer`): every word of the folder's captions,
 sorted, after the five specials; the Shapes World's grammar does not know "handwritten".
 
-`content_hash(path)` is the sha256 of captions.jsonl and of the bytes of every file it names (each
-image of a named frame folder): the artifact cache adds it to the hash of every artifact that
-depends on the world section, so a changed folder retrains. It is kept in memory per (path, size
-and mtime of every file), so asking again is one `stat` per file.
+`content_hash(path)` (`folder_index.py`) is the sha256 of captions.jsonl and of the bytes of every
+file it names: the artifact cache adds it to the hash of every artifact that depends on the world
+section, so a changed folder retrains, and hashes the folder by it instead of its path
+(`keyed_world`), so the same bytes in another place load the same artifacts.
+
+`world.on_error`: "raise" (a bad entry stops the load, naming its line) or "skip" (bad entries,
+e.g. unreadable images, are left out with one warning that counts them; `FolderSource.skipped`).
+Each entry's record (its whole JSON object: labels such as "digit" or "direction" ride along) is
+kept beside its pixels, `FolderSource.records`, for what measures a folder (`labels.py`).
 
 A task that needs what a folder lacks raises naming it (`check_task`): "S2I needs segmentation
 maps: none found in PATH", "T2V needs captioned videos: PATH has 0".
@@ -33,9 +38,9 @@ maps: none found in PATH", "T2V needs captioned videos: PATH has 0".
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +50,13 @@ import torch
 from nuwa_lab.config import TextConfig, WorldConfig
 from nuwa_lab.world.captions import words
 from nuwa_lab.world.datasets import collate, hidden_regions
-from nuwa_lab.world.folders import EXAMPLE, IMAGE_SUFFIXES, FolderDataset, describe
+from nuwa_lab.world.folder_index import CAPTIONS, content_hash, entries, index_of
+from nuwa_lab.world.folders import FolderDataset, describe
 from nuwa_lab.world.text import TextTokenizer
 from nuwa_lab.world.world import ShapesWorld
 
 SHAPES = "shapes"
 FOLDER = "folder:"
-CAPTIONS = "captions.jsonl"
 KINDS = ("image", "video")
 SPLIT_NAMES = ("train", "val", "test")
 CARVE_FRACTION = 0.1  # of a kind's train entries given to a split no entry names
@@ -77,82 +82,20 @@ def folder_path(world_cfg: WorldConfig) -> Path | None:
     return Path(source[len(FOLDER) :].strip()).expanduser()
 
 
-def index_of(root: Path) -> Path:
-    """`root/captions.jsonl`, or an error saying what is missing and how to make it."""
-    if not root.is_dir():
-        raise FileNotFoundError(
-            f"world.source names the folder {root}, which does not exist; create it with a "
-            f"{CAPTIONS} (one {EXAMPLE} per line), or export the digits there "
-            f"(python -m nuwa_lab train --data {root} --export-digits)"
-        )
-    index = root / CAPTIONS
-    if not index.is_file():
-        raise FileNotFoundError(
-            f"{index} not found; a data folder needs a {CAPTIONS} with one {EXAMPLE} per line"
-        )
-    return index
-
-
-def entries(index: Path) -> list[tuple[int, dict[str, Any] | None]]:
-    """(line number, the parsed object or None when unreadable) of every non-blank line, read as
-    `FolderDataset` reads them (so entry k is its sample k)."""
-    out = []
-    for number, raw in enumerate(index.read_bytes().splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            entry = json.loads(raw.decode("utf-8").removeprefix("\ufeff"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            entry = None
-        out.append((number, entry if isinstance(entry, dict) else None))
-    return out
-
-
-def named_files(root: Path, index: Path) -> list[Path]:
-    """The files `index` names that exist: each file, and each image of a named frame folder."""
-    found: set[Path] = set()
-    for _, entry in entries(index):
-        name = entry.get("file") if entry else None
-        if not isinstance(name, str) or not name.strip():
-            continue
-        path = root / name
-        if path.is_dir():
-            found.update(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif path.is_file():
-            found.add(path)
-    return sorted(found)
-
-
-_HASHES: dict[tuple, str] = {}
-
-
-def content_hash(root: str | Path) -> str:
-    """sha256 (16 hex digits) of captions.jsonl and the bytes of every file it names, in name order.
-
-    Cached per (folder, size and mtime of each file): a file rewritten changes its mtime, so it is
-    read and hashed again; the stored hash is always of bytes, never of sizes and times."""
-    root = Path(root)
-    index = index_of(root)
-    files = [index, *named_files(root, index)]
-    stats = [p.stat() for p in files]
-    key = (
-        str(root.resolve()),
-        tuple((str(p), s.st_size, s.st_mtime_ns) for p, s in zip(files, stats, strict=True)),
-    )
-    if key not in _HASHES:
-        digest = hashlib.sha256()
-        for path in files:
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
-        _HASHES[key] = digest.hexdigest()[:16]
-    return _HASHES[key]
-
-
 def source_fingerprint(world_cfg: WorldConfig) -> dict[str, str]:
     """What the config does not show about the data, for the artifact cache: {} for the Shapes
     World (a pure function of the config), the folder's content hash for a folder."""
     root = folder_path(world_cfg)
     return {} if root is None else {"world.source content": content_hash(root)}
+
+
+def keyed_world(world_cfg: WorldConfig) -> WorldConfig:
+    """The world section as artifact keys see it: a folder named by its content hash instead of
+    its path, so a copied or moved folder keeps its artifacts (the Shapes World unchanged)."""
+    root = folder_path(world_cfg)
+    if root is None:
+        return world_cfg
+    return dataclasses.replace(world_cfg, source=f"{FOLDER}sha256:{content_hash(root)}")
 
 
 def caption_words(root: Path) -> list[str]:
@@ -184,13 +127,15 @@ class FolderBatch:
 
 @dataclass
 class FolderSource:
-    """A folder's samples per (kind, split): uint8 pixels, captions and file names."""
+    """A folder's samples per (kind, split): uint8 pixels, captions, file names and records."""
 
     root: Path
     digest: str
     pixels: dict[tuple[str, str], torch.Tensor]  # (kind, split) -> uint8 (n, [t,] 3, H, W)
     captions: dict[tuple[str, str], list[str]]
     files: dict[tuple[str, str], list[str]]
+    records: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    skipped: int = 0  # entries left out under world.on_error = "skip"
 
     def count(self, kind: str, split: str | None = None) -> int:
         """How many images / videos the folder has (in `split`, or in all)."""
@@ -203,7 +148,19 @@ class FolderSource:
             " / ".join(f"{self.count(kind, s):,}" for s in SPLIT_NAMES) + f" {kind}s"
             for kind in KINDS
         ]
-        return f"{self.root}: {', '.join(parts)} (train / val / test)"
+        skipped = f"; {self.skipped:,} bad entries skipped" if self.skipped else ""
+        return f"{self.root}: {', '.join(parts)} (train / val / test){skipped}"
+
+    def trainable_mix(self, task_mix: tuple[tuple[str, float], ...]) -> tuple:
+        """The rows of a pretraining task mix whose data the folder has (T2I needs train images,
+        T2V and V2V train videos); an error when none is left."""
+        mix = tuple((t, r) for t, r in task_mix if self.count(NEEDS[t][0], "train"))
+        if not mix:
+            raise ValueError(
+                f"no train images or videos for any task of the mix "
+                f"({', '.join(t for t, _ in task_mix)}): {self.summary()}"
+            )
+        return mix
 
     def batch(self, kind: str, split: str, rows: list[int] | torch.Tensor) -> FolderBatch:
         """Items `rows` of (kind, split) as floats in [0, 1] with their captions."""
@@ -289,20 +246,25 @@ _FOLDERS: dict[tuple, FolderSource] = {}
 
 def load_folder(world_cfg: WorldConfig, text_cfg: TextConfig) -> FolderSource:
     """The folder of `world_cfg.source` read and split (see the module docstring); kept in memory
-    while its content hash and the sizes are unchanged. A bad entry raises naming its line."""
+    while its content hash and the sizes are unchanged. A bad entry raises naming its line, or
+    under `world.on_error = "skip"` is left out with a warning."""
     root = folder_path(world_cfg)
     if root is None:
         raise ValueError('world.source = "shapes": the Shapes World is not a folder')
     digest = content_hash(root)
-    key = (str(root.resolve()), digest, world_cfg.image_size, world_cfg.frames, text_cfg.max_length)
+    key = (str(root.resolve()), digest, world_cfg.image_size, world_cfg.frames, world_cfg.on_error)
+    key += (text_cfg.max_length,)
     if key in _FOLDERS:
         return _FOLDERS[key]
     tok = text_tokenizer(world_cfg, text_cfg)
-    data = FolderDataset(root, world_cfg, text_tokenizer=tok)  # raises on the first bad entry
+    data = FolderDataset(root, world_cfg, text_tokenizer=tok, on_error=world_cfg.on_error)
     fields: dict[str, list[str | None]] = {k: [] for k in KINDS}  # each entry's "split"
     names: dict[str, list[str]] = {k: [] for k in KINDS}
     samples: dict[str, list] = {k: [] for k in KINDS}
-    for (number, entry), sample in zip(entries(data.index), data.samples, strict=True):
+    records: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
+    left_out = {e.line for e in data.errors}  # on_error="skip": the entries FolderDataset skipped
+    kept = [(n, e) for n, e in entries(data.index) if n not in left_out]
+    for (number, entry), sample in zip(kept, data.samples, strict=True):
         split = entry.get("split")  # FolderDataset raised on any entry that is not an object
         if split is not None and split not in SPLIT_NAMES:
             raise ValueError(
@@ -312,7 +274,8 @@ def load_folder(world_cfg: WorldConfig, text_cfg: TextConfig) -> FolderSource:
         fields[sample.kind].append(split)
         names[sample.kind].append(entry["file"])
         samples[sample.kind].append(sample)
-    source = FolderSource(root, digest, {}, {}, {})
+        records[sample.kind].append(entry)
+    source = FolderSource(root, digest, {}, {}, {}, skipped=data.skipped)
     for kind in KINDS:
         rows = split_rows(names[kind], fields[kind])
         for split, chosen in rows.items():
@@ -324,6 +287,7 @@ def load_folder(world_cfg: WorldConfig, text_cfg: TextConfig) -> FolderSource:
             )
             source.captions[kind, split] = [samples[kind][i].caption for i in chosen]
             source.files[kind, split] = [names[kind][i] for i in chosen]
+            source.records[kind, split] = [records[kind][i] for i in chosen]
     while len(_FOLDERS) >= CACHED_FOLDERS:
         _FOLDERS.pop(next(iter(_FOLDERS)))
     _FOLDERS[key] = source

@@ -24,7 +24,7 @@ from nuwa_lab.lab.experiment.lab_runs import read_lab_runs, task_target_rows
 from nuwa_lab.lab.experiment.paper import NOT_COMPARABLE
 from nuwa_lab.lab.experiment.report import build_report
 from nuwa_lab.lab.experiment.runner import notebook_fingerprint, stale_reason
-from nuwa_lab.lab.job import lab_plan, lab_runs, run_lab
+from nuwa_lab.lab.job import dry_run, lab_plan, lab_runs, run_lab
 from nuwa_lab.train.files import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,8 +169,8 @@ def test_excluded_grid_points_get_no_run_and_bad_exclusions_are_named(project: P
     ]
     # a partial point excludes every point that matches it
     path = write_sweep(
-        project, "notebook: notebooks/99_test.ipynb\ngrid: {SEED: [0, 1], X: [1, 2]}\n"
-        "exclude: [{X: 2}]\n"
+        project,
+        "notebook: notebooks/99_test.ipynb\ngrid: {SEED: [0, 1], X: [1, 2]}\nexclude: [{X: 2}]\n",
     )
     assert [r.params["X"] for r in load_sweep(path).runs()] == [1, 1]
     for exclude, message in (
@@ -326,6 +326,21 @@ def test_lab_plan_follows_the_dependency_stages(tmp_path: Path) -> None:
     assert plan == ["00_tour", "02_tok", "04_x", "05_y", "12_extra", "10_results"]
 
 
+def test_the_optional_notebook_runs_only_when_named(tmp_path: Path) -> None:
+    for name in ["10_results", "11_your_own_data", "06_task"]:
+        write_notebook(tmp_path / "notebooks" / f"{name}.ipynb")
+    assert [nb.stem for _, nb in lab_plan(tmp_path)] == ["06_task", "10_results"]
+    named = [(stage, nb.stem) for stage, nb in lab_plan(tmp_path, optional=["11"])]
+    assert named[1] == ("your own data", "11_your_own_data") and len(named) == 3
+    assert [name for *_, name in lab_runs(tmp_path, "tiny", optional=["11"])][1] == (
+        "11_your_own_data"
+    )
+    plan = dry_run("tiny", root=tmp_path, preview=False, artifacts_root=tmp_path / "artifacts")
+    assert "optional, not run: 11_your_own_data.ipynb" in plan and "--only 11" in plan
+    only = dry_run("tiny", root=tmp_path, only=["11"], artifacts_root=tmp_path / "artifacts")
+    assert "11_your_own_data" in only and "optional, not run" not in only
+
+
 def test_lab_runs_every_notebook_records_failures_and_writes_the_report(tmp_path: Path) -> None:
     write_notebook(tmp_path / "notebooks" / "00_ok.ipynb")
     write_notebook(tmp_path / "notebooks" / "02_broken.ipynb", fail_at=1)
@@ -476,7 +491,6 @@ def test_a_rate_target_carries_its_interval_and_says_whether_it_clears_the_goal(
         ("T2I", "[0.869, 0.939] (n=256)", "no"),
         ("T2V", "[0.955, 0.992] (n=256)", "yes"),
     ]
-
 
 
 def test_a_mean_target_carries_its_logged_bootstrap_interval_and_a_margin_its_own(

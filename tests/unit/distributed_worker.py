@@ -2,7 +2,11 @@
 
 Every rank trains the same toy two-optimizer model (with an EMA buffer) on its shard of each global
 batch and saves its final parameters, buffers and history to OUT/rank<r>.pt. `run(out, ...)` also
-runs in one process, for the reference.
+runs in one process, for the reference. Then, for resuming on another number of processes, the
+ranks train OUT/r21 for `PART` steps (one process finishes it later) and finish OUT/r12, which one
+process trained for `PART` steps before the launch; OUT/rank<r>.pt holds that run's end too.
+Last, each rank resumes from its own folder OUT/alone<r>, of which only alone0 holds a
+checkpoint: the error every rank raises is recorded.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from nuwa_lab.config import TrainConfig
 from nuwa_lab.train.loop import make_adamw, rank_slice, step_generator, train
 
 CFG = TrainConfig(steps=6, batch_size=8, lr=5e-2, warmup=2, log_every=1, ckpt_every=3)
+PART = 2  # steps before a run changes its number of processes (the discriminator starts at 2)
 
 
 class EmaLinear(nn.Linear):
@@ -64,8 +69,9 @@ class ToyGAN:
         return out, {"fake_mean": fake.mean().item()}
 
 
-def run(run_dir: Path) -> dict:
-    """Train the toy GAN; its final state, history and how many checkpoints this process wrote."""
+def run(run_dir: Path, max_steps: int | None = None) -> dict:
+    """Train the toy GAN (resuming from run_dir's checkpoint, stopping after `max_steps`): its
+    final state, history and the checkpoints this process wrote."""
     saves = []
     original = train_module.save_checkpoint
 
@@ -76,7 +82,7 @@ def run(run_dir: Path) -> dict:
     train_module.save_checkpoint = counting_save
     try:
         gan = ToyGAN()
-        result = train(gan, CFG, run_dir=run_dir, device="cpu", progress=False)
+        result = train(gan, CFG, run_dir=run_dir, device="cpu", progress=False, max_steps=max_steps)
     finally:
         train_module.save_checkpoint = original
     state = {n: m.state_dict() for n, m in gan.modules().items()}
@@ -89,4 +95,10 @@ if __name__ == "__main__":
     out = Path(sys.argv[1])
     record = run(out / "run")
     record["world_size"] = dist.get_world_size()
+    run(out / "r21", max_steps=PART)  # one process finishes it
+    record["r12"] = run(out / "r12")  # one process started it
+    try:  # as on two machines that do not share a disk: only rank 0 sees a checkpoint
+        run(out / f"alone{dist.get_rank()}")
+    except RuntimeError as e:
+        record["unshared"] = str(e)
     torch.save(record, out / f"rank{dist.get_rank()}.pt")

@@ -9,18 +9,18 @@ step and its sampling take 5-15 s each on two busy cores; a tokenizer step (28M 
 convolutions on 64 x 64 pixels, forward and backward, and for the VQ-GAN its discriminator) 40-60
 s, so those two are marked slow.
 
-Not covered: the whole pipeline (tokenizers -> probes -> pretraining -> fine-tuning -> evaluation)
-for a few steps per stage. The recipes train through the artifact cache at the preset's full step
-counts (40,000 tokenizer steps at `base`). `train_tokenizer`, `pretrain` and `finetune` take a
-`max_steps` already, the probes' recipe does not, and nothing passes it through the cache; it
-would need a config field that every recipe reads and every artifact hashes (so a truncated
-artifact is never loaded as a trained one), plus small pools for such a run (`pretrain.pool`,
-`tasks.finetune_pool`, `tokenizer.eval_samples`, `probe.eval_size`, `sample.num_eval`).
+The whole pipeline runs too, one step per stage (`short_config`: every stage's steps, batches,
+pools and evaluation sets capped, every size kept; `python -m nuwa_lab recipe pipeline --preset
+base --max-steps N` on the command line): the VQ-GAN with its discriminator on, the image probe,
+multi-task pretraining on tokenized base data, the T2I fine-tuning and T2I sampled and measured
+on two test items, through the artifact cache as a user's run goes. Two to three minutes of CPU,
+marked slow.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -29,6 +29,8 @@ from nuwa_lab.config import make_config
 from nuwa_lab.metrics import ImageProbe, Segmenter, VideoProbe
 from nuwa_lab.model import Condition, Nuwa, count_parameters, model_sizes
 from nuwa_lab.model.sample import sample
+from nuwa_lab.recipes.cache import artifact_dir, load_meta
+from nuwa_lab.recipes.pipeline import run_pipeline, short_config
 from nuwa_lab.recipes.tokenizers import TokenizerTrainable, build, train_config
 from nuwa_lab.train.loop import SimpleTrainable, train
 from nuwa_lab.world import ShapesWorld, TextTokenizer
@@ -133,3 +135,20 @@ def test_the_base_model_samples_a_few_tokens_with_and_without_the_cache(model, c
     assert torch.equal(cached, uncached)
     assert torch.equal(cached[fixed], given[fixed])
     assert cached.view(-1)[free].lt(CFG.tokenizer.codebook_size).all()
+
+
+@pytest.mark.slow
+def test_the_base_pipeline_runs_one_step_per_stage(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("NUWA_LAB_ARTIFACTS", str(tmp_path))
+    short = short_config(make_config("base", device="cpu"), 1, batch=2, items=2)
+    assert (short.world, short.model, short.text) == (CFG.world, CFG.model, CFG.text)
+    summary = run_pipeline(short, ("t2i",), progress=False, echo=lambda _: None)
+    assert list(summary["artifacts"]) == ["vqgan", "probe", "nuwa", "nuwa_finetuned_t2i"]
+    for kind in summary["artifacts"]:
+        assert load_meta(kind, short)["metrics"].get("steps", 1) == 1, kind
+        assert artifact_dir(kind, short) != artifact_dir(kind, CFG)  # never the real one
+    pretrained = load_meta("nuwa", short)["metrics"]
+    assert pretrained["parameters"] == count_parameters(CFG.model, **model_sizes(CFG))["total"]
+    assert all(math.isfinite(pretrained[f"val_nll_{t}"]) for t in ("t2i", "t2v", "v2v"))
+    t2i = summary["tasks"]["t2i"]
+    assert t2i["n_items"] == 2 and 0 <= t2i["acc_all"] <= 1

@@ -53,8 +53,17 @@ def test_world_size_without_torchrun_vars_is_a_clear_error(monkeypatch) -> None:
         setup(torch.device("cpu"))
 
 
+def assert_same_state(a: dict, b: dict) -> None:
+    for name, state in a.items():
+        for key, value in state.items():
+            torch.testing.assert_close(value, b[name][key], atol=1e-6, rtol=1e-5)
+
+
 @pytest.mark.slow
 def test_two_cpu_processes_stay_identical_and_match_one_process(tmp_path: Path) -> None:
+    worker = load_worker()
+    worker.run(tmp_path / "r12", max_steps=worker.PART)  # the launch finishes it on 2 processes
+    worker.run(tmp_path / "alone0", max_steps=worker.PART)  # rank 1 will see no checkpoint
     env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_VARS}
     env["OMP_NUM_THREADS"] = "1"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone"]
@@ -64,7 +73,7 @@ def test_two_cpu_processes_stay_identical_and_match_one_process(tmp_path: Path) 
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
     assert [r["world_size"] for r in ranks] == [2, 2]
-    single = load_worker().run(tmp_path / "single")
+    single = worker.run(tmp_path / "single")
     for name, state in ranks[0]["state"].items():
         for key, value in state.items():
             assert torch.equal(value, ranks[1]["state"][name][key]), f"{name}.{key} differs"
@@ -76,3 +85,18 @@ def test_two_cpu_processes_stay_identical_and_match_one_process(tmp_path: Path) 
     # only rank 0 writes checkpoints (at ckpt_every = 3 and at the end)
     assert ranks[0]["saves"] == [3, 6] and ranks[1]["saves"] == []
     assert torch.load(tmp_path / "run" / "checkpoint.pt")["world_size"] == 2
+
+    # a checkpoint resumes on another number of processes: 1 -> 2 and 2 -> 1 equal one run
+    assert ranks[0]["r12"]["saves"] == [3, 6] and ranks[1]["r12"]["saves"] == []
+    assert_same_state(ranks[0]["r12"]["state"], single["state"])
+    assert_same_state(ranks[1]["r12"]["state"], single["state"])
+    assert torch.load(tmp_path / "r21" / "checkpoint.pt")["step"] == worker.PART
+    for rank in ranks:  # ranks that do not see the same checkpoint stop, saying why
+        assert "resume from different steps (0 to 2" in rank["unshared"]
+        assert "a filesystem every node shares" in rank["unshared"]
+    finished = worker.run(tmp_path / "r21")
+    assert finished["saves"] == [3, 6]
+    assert_same_state(finished["state"], single["state"])
+    for key, column in single["history"].items():
+        for a, b in zip(finished["history"][key], column, strict=True):
+            assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-5, abs=1e-6)

@@ -226,8 +226,8 @@ def test_the_train_command_exports_and_trains_on_a_folder(tmp_path, monkeypatch,
     import nuwa_lab.lab.train_cli as cli
 
     monkeypatch.setenv("NUWA_LAB_ARTIFACTS", str(tmp_path / "artifacts"))
-    small = lambda folder, **kw: export_digits(folder, **kw, limit=3)  # noqa: E731
-    monkeypatch.setattr(cli, "export_digits", small)
+    small = lambda folder, **kw: export_digits(folder, split="all", limit=3)  # noqa: E731
+    monkeypatch.setattr(cli, "ensure_digits", small)
     folder = tmp_path / "digits"
     args = ["train", "--data", str(folder), "--preset", "smoke", "--device", "cpu", "--quiet"]
     assert main([*args, "--export-digits"]) == 0
@@ -235,8 +235,9 @@ def test_the_train_command_exports_and_trains_on_a_folder(tmp_path, monkeypatch,
     assert "exporting scikit-learn's handwritten digits" in out
     assert "PSNR" in out and "t2i" in out and "t2v" in out and "v2v" in out
     assert str(tmp_path / "artifacts" / "nuwa-") in out
-    assert main(args) == 0  # unchanged folder: both artifacts load
-    assert capsys.readouterr().out.count("loaded from the cache") == 2
+    assert "classes of the field 'digit')" in out  # the label probe
+    assert main(args) == 0  # unchanged folder: the tokenizer, the label probe and the model load
+    assert capsys.readouterr().out.count("loaded from the cache") == 3
 
 
 def test_the_train_command_on_a_folder_without_videos_trains_t2i_only(

@@ -33,6 +33,14 @@ def test_wilson_matches_the_closed_form(k, n, low, high):
     assert got == pytest.approx((low, high), abs=5e-4)
 
 
+@pytest.mark.parametrize("n", [3, 7, 10, 64, 256, 1000])
+def test_wilson_holds_the_rate_itself_even_at_none_and_all(n):
+    for k in range(n + 1):
+        low, high = wilson_interval(k, n)
+        assert 0.0 <= low <= k / n <= high <= 1.0
+    assert wilson_interval(0, n)[0] == 0.0 and wilson_interval(n, n)[1] == 1.0
+
+
 def test_a_rate_interval_is_the_wilson_interval_of_its_count():
     assert rate_interval(0.91, 256) == wilson_interval(233, 256)
 

@@ -53,7 +53,7 @@ def task_seed_runs(runs_dir: Path, preset: str, name: str = SWEEP) -> list[dict[
 
 
 def where_seeds_ran(runs: list[dict[str, Any]]) -> str:
-    """ "seed 0 and seed 1 on <host> at <revision>; seed 2 on ...": the machines behind the table."""
+    """Which seeds ran on which machine and revision: the hosts behind the table."""
     by_host: dict[str, set[Any]] = {}
     for run in runs:
         by_host.setdefault(run.get("host", "?"), set()).add(run["seed"])
@@ -98,7 +98,9 @@ def targets_over_seeds(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row["mean [95% over seeds]"] = "–"
         met = [by_seed[s]["met"] == "yes" for s in seeds if s in by_seed]
         row["every seed meets it"] = (
-            f"yes ({len(met)} seeds)" if met and all(met) else f"**no**: {sum(met)} of {len(met)}"
+            f"yes ({len(met)} seed{'s' * (len(met) != 1)})"
+            if met and all(met)
+            else f"**no**: {sum(met)} of {len(met)}"
         )
         out.append(row)
     return out
