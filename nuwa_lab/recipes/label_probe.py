@@ -27,11 +27,10 @@ import torch
 from torch import nn
 
 from nuwa_lab.config import Config, TrainConfig
-from nuwa_lab.device import resolve_device
 from nuwa_lab.metrics.label_probe import LabelProbe, class_accuracy
 from nuwa_lab.recipes.cache import WORLD_AND_LOOP, register_artifact
-from nuwa_lab.recipes.probes import augment, train_config
-from nuwa_lab.train.loop import make_adamw, rank_slice, step_generator, train
+from nuwa_lab.recipes.probes import augment, fit_probe, train_config
+from nuwa_lab.train.loop import make_adamw, rank_slice, step_generator
 from nuwa_lab.world.labels import class_indices, require_classes
 from nuwa_lab.world.source import FolderSource, folder_path, load_folder
 
@@ -137,20 +136,17 @@ def probe_scores(probe: LabelProbe, source: FolderSource, split: str) -> dict[st
 def train_label_probe(cfg: Config, *, workdir=None, progress: bool = True):
     """Train the label probe with `nuwa_lab.train.loop` (checkpoints in `workdir`, resumable);
     returns it with its test and val scores."""
-    model = build_label_probe(cfg)
     train_cfg = train_config("probe", cfg.probe)
-    result = train(
-        LabelProbeTrainable(model, cfg, train_cfg),
+    model, metrics = fit_probe(
+        lambda: build_label_probe(cfg),
+        lambda model: LabelProbeTrainable(model, cfg, train_cfg),
         train_cfg,
-        run_dir=workdir,
-        device=resolve_device(cfg.device),
-        seed=cfg.probe.seed,
+        cfg,
+        workdir=workdir,
         progress=progress,
         desc=KIND,
     )
-    model.eval()
     source = folder_of(cfg)
-    metrics = {"train_seconds": result.seconds, "sec_per_step": result.sec_per_step}
     metrics["chance"] = 1.0 / len(model.classes)
     for split in ("test", "val"):
         metrics |= probe_scores(model, source, split)

@@ -25,6 +25,9 @@ The probes depend only on the `world` section and their own `probe` fields (not 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
@@ -172,21 +175,47 @@ def train_probe(
 
     if kind not in PROBE_KINDS:
         raise ValueError(f"unknown probe kind {kind!r}; choose one of {PROBE_KINDS}")
-    model = build(kind, cfg)
     train_cfg = train_config(kind, cfg.probe)
+    model, metrics = fit_probe(
+        lambda: build(kind, cfg),
+        lambda model: ProbeTrainable(kind, model, cfg, train_cfg),
+        train_cfg,
+        cfg,
+        workdir=workdir,
+        progress=progress,
+        desc=kind,
+    )
+    metrics.update(evaluate(kind, model, cfg))
+    return model, metrics
+
+
+def fit_probe(
+    build_model: Callable[[], nn.Module],
+    trainable: Callable[[nn.Module], Any],
+    train_cfg: TrainConfig,
+    cfg: Config,
+    *,
+    workdir=None,
+    progress: bool = True,
+    desc: str,
+) -> tuple[nn.Module, dict[str, float]]:
+    """Build a probe whose initial weights follow `cfg.probe.seed` alone (not whatever the global
+    generator holds when it is built), train it with `nuwa_lab.train.loop` (checkpoints in
+    `workdir`, resumable) and return it in eval mode with its training time."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.probe.seed)
+        model = build_model()
     result = train(
-        ProbeTrainable(kind, model, cfg, train_cfg),
+        trainable(model),
         train_cfg,
         run_dir=workdir,
         device=resolve_device(cfg.device),
         seed=cfg.probe.seed,
         progress=progress,
-        desc=kind,
+        desc=desc,
     )
     model.eval()
-    metrics = {"train_seconds": result.seconds, "sec_per_step": result.sec_per_step}
-    metrics.update(evaluate(kind, model, cfg))
-    return model, metrics
+    return model, {"train_seconds": result.seconds, "sec_per_step": result.sec_per_step}
 
 
 def _register() -> None:

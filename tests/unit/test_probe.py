@@ -176,3 +176,27 @@ def test_lab_fid_and_fvd_use_probe_features(cfg):
     assert lab_fvd(video_probe, va.pixels, vb.pixels) >= 0
     with pytest.raises(ValueError, match="lab_fvd takes videos"):
         lab_fvd(video_probe, a.pixels, b.pixels)
+
+
+def test_a_probe_trained_twice_is_the_same_whatever_the_global_generator_holds(cfg, tmp_path):
+    # the initial weights follow cfg.probe.seed alone, as the batches do: a probe trained after
+    # other work (which moves the global generator) equals one trained first
+    from nuwa_lab.metrics.probe import build
+    from nuwa_lab.recipes.probes import ProbeTrainable, fit_probe, train_config
+
+    train_cfg = dataclasses.replace(train_config("segmenter", cfg.probe), steps=1, ckpt_every=0)
+    trained = []
+    for run, seed in enumerate((1, 2)):
+        torch.manual_seed(seed)
+        model, _ = fit_probe(
+            lambda: build("segmenter", cfg),
+            lambda m: ProbeTrainable("segmenter", m, cfg, train_cfg),
+            train_cfg,
+            cfg,
+            workdir=tmp_path / str(run),
+            progress=False,
+            desc="segmenter",
+        )
+        trained.append(model)
+    for p, q in zip(trained[0].parameters(), trained[1].parameters(), strict=True):
+        assert torch.equal(p, q)
