@@ -160,7 +160,14 @@ def evaluate_task(
     metrics["sample_seconds"] = seconds
     shown = {k: v for k, v in options.items() if k not in ("generator", "score_fn")}
     seg = kit.segmenter.predict(output.pixels) if spec.condition == "sketch" else None
-    per_item = item_values(spec.name, inputs, output.pixels, segmentation=seg, reconstruction=recon)
+    per_item = item_values(
+        spec.name,
+        inputs,
+        output.pixels,
+        segmentation=seg,
+        reconstruction=recon,
+        fixed=output.fixed,
+    )
     for key, value in item_intervals(per_item).items():  # 95% bootstrap intervals over items
         metrics.setdefault(key, value)
     return TaskEvaluation(spec.name, split, inputs, output, metrics, seconds, shown, seg)

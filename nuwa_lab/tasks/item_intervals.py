@@ -14,6 +14,7 @@ draws are its 95% interval, logged as `<metric>_low` / `<metric>_high` beside th
 | V2V | `psnr_gain_from_frame2_db` | mean over frames 2.. of PSNR(ours) − PSNR(copy-last) | mean |
 | TI2I / TV2V | `psnr_preserved_db` | PSNR of the kept part (not edited, or given) | mean |
 | TI2I / TV2V | `preservation_gap_db` | PSNR kept by the tokenizer's round trip − ours | mean |
+| TI2I | `given_gap_db`, `redrawn_gap_db` | that gap on the given tokens' pixels / the rest | mean |
 
 Ratios are pooled the way the metric itself is (every pixel counts once), so the interval is the
 interval of the number the table shows. PSNRs are capped at `PSNR_CAP_DB` as in the means.
@@ -30,7 +31,7 @@ from torch import Tensor
 
 from nuwa_lab.metrics import psnr
 from nuwa_lab.metrics.intervals import bootstrap_interval
-from nuwa_lab.tasks.metrics import PSNR_CAP_DB, region_psnr
+from nuwa_lab.tasks.metrics import PSNR_CAP_DB, outside_edit_parts, region_psnr
 
 
 def _pooled_ratio(pairs: np.ndarray) -> float:
@@ -70,6 +71,7 @@ def item_values(
     *,
     segmentation: Tensor | None = None,
     reconstruction: Tensor | None = None,
+    fixed: Tensor | None = None,
 ) -> dict[str, tuple[np.ndarray, Callable[[np.ndarray], float]]]:
     """Per task metric: (per-item values, the statistic that turns them into the metric)."""
     out: dict[str, tuple[np.ndarray, Callable[[np.ndarray], float]]] = {}
@@ -101,6 +103,11 @@ def item_values(
         if reconstruction is not None:
             kept = _capped(region_psnr(reconstruction, source, keep))
             out["preservation_gap_db"] = (kept - ours, _mean)
+        if name == "ti2i" and reconstruction is not None and fixed is not None:
+            for part, region in outside_edit_parts(inputs["edit_region"], fixed).items():
+                ours = _capped(region_psnr(pixels, source, region))
+                kept = _capped(region_psnr(reconstruction, source, region))
+                out[f"{part}_gap_db"] = (kept - ours, _mean)
     return out
 
 

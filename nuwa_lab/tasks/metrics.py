@@ -251,6 +251,22 @@ def prediction_metrics(
     return out
 
 
+def token_pixels(tokens: Tensor, size: Sequence[int]) -> Tensor:
+    """bool (b, h, w) tokens -> bool (b, H, W) pixels: each token's whole f x f patch."""
+    f = size[-1] // tokens.shape[-1]
+    if tokens.shape[-2] * f != size[-2] or tokens.shape[-1] * f != size[-1]:
+        raise ValueError(f"a {tuple(tokens.shape[-2:])} token grid does not tile {tuple(size)}")
+    return tokens.repeat_interleave(f, dim=-2).repeat_interleave(f, dim=-1)
+
+
+def outside_edit_parts(edit_region: Tensor, fixed: Tensor) -> dict[str, Tensor]:
+    r"""TI2I: the outside of the edit region $\bar E$ in two parts. "given": the pixels of the
+    tokens the model was given (wholly outside $E$), which it keeps as codes; "redrawn": the rest
+    of $\bar E$, pixels that share a token with $E$, which the model draws anew with the edit."""
+    given = token_pixels(fixed.to(edit_region.device), edit_region.shape[-2:])
+    return {"given": given & ~edit_region, "redrawn": ~edit_region & ~given}
+
+
 def manipulation_metrics(
     probe: AttributeReader,
     generated: Tensor,
@@ -270,7 +286,9 @@ def manipulation_metrics(
     edit success: the probe reads the changed attribute of the target (the new colour / shape /
     position, or the new direction). preservation: PSNR outside the edit region against the source
     (TI2I) or of the given frames against the source (TV2V); `reconstruction` (the tokenizer's
-    round trip of the source) gives the same PSNR of the best a tokenized output can do.
+    round trip of the source) gives the same PSNR of the best a tokenized output can do. TI2I with
+    `fixed` also splits the outside of the edit (`outside_edit_parts`): `psnr_given_db` over the
+    given tokens' pixels, `psnr_redrawn_db` over the pixels redrawn beside the edit.
     """
     if (edit_region is None) == (given_frames is None):
         raise ValueError("pass edit_region (TI2I) or given_frames (TV2V), exactly one")
@@ -296,6 +314,12 @@ def manipulation_metrics(
     out["psnr_preserved_db"] = mean_psnr_db(region_psnr(generated, source, keep))
     if reconstruction is not None:
         out["psnr_preserved_tokenizer_db"] = mean_psnr_db(region_psnr(reconstruction, source, keep))
+    if edit_region is not None and fixed is not None:  # where the preserved part's error comes from
+        for part, region in outside_edit_parts(edit_region, fixed).items():
+            out[f"psnr_{part}_db"] = mean_psnr_db(region_psnr(generated, source, region))
+            if reconstruction is not None:
+                theirs = region_psnr(reconstruction, source, region)
+                out[f"psnr_{part}_tokenizer_db"] = mean_psnr_db(theirs)
     if tokens is not None:
         out["given_tokens_kept"] = given_tokens_kept(tokens, fixed, given)
     return out

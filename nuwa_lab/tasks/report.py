@@ -66,6 +66,9 @@ def _with_derived(metrics: dict[str, float]) -> dict[str, float]:
     out = dict(metrics)
     if "psnr_preserved_tokenizer_db" in out:
         out["preservation_gap_db"] = out["psnr_preserved_tokenizer_db"] - out["psnr_preserved_db"]
+    for part in ("given", "redrawn"):  # TI2I: the gap's two parts (`metrics.outside_edit_parts`)
+        if f"psnr_{part}_tokenizer_db" in out:
+            out[f"{part}_gap_db"] = out[f"psnr_{part}_tokenizer_db"] - out[f"psnr_{part}_db"]
     return out
 
 

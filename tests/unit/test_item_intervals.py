@@ -8,7 +8,13 @@ import torch
 
 from nuwa_lab.metrics.accuracy import pixel_accuracy
 from nuwa_lab.tasks.item_intervals import item_intervals, item_values
-from nuwa_lab.tasks.metrics import PSNR_CAP_DB, mean_psnr_db, region_psnr
+from nuwa_lab.tasks.metrics import (
+    PSNR_CAP_DB,
+    mean_psnr_db,
+    outside_edit_parts,
+    region_psnr,
+    token_pixels,
+)
 
 
 def test_a_perfect_sketch_reading_has_accuracy_one_and_no_width() -> None:
@@ -64,6 +70,31 @@ def test_preservation_gap_is_the_tokenizers_psnr_minus_ours_per_item() -> None:
     assert 0 < out["preservation_gap_db_low"] < kept - mine < out["preservation_gap_db_high"]
     same = item_intervals(item_values("ti2i", inputs, recon, reconstruction=recon))
     assert same["preservation_gap_db_low"] == same["preservation_gap_db_high"] == 0
+
+
+def test_the_outside_of_an_edit_splits_into_given_tokens_and_redrawn_pixels() -> None:
+    # 8x8 pixels, 4x4 patches: an edit of one pixel in the top-left patch leaves three tokens
+    # given (48 pixels) and 15 pixels that share the edited token and are redrawn
+    edit = torch.zeros(1, 8, 8, dtype=torch.bool)
+    edit[0, 1, 2] = True
+    fixed = torch.tensor([[[False, True], [True, True]]])
+    parts = outside_edit_parts(edit, fixed)
+    assert int(parts["given"].sum()) == 48 and int(parts["redrawn"].sum()) == 15
+    assert not (parts["given"] & parts["redrawn"]).any()
+    assert torch.equal(parts["given"] | parts["redrawn"], ~edit)
+    assert torch.equal(token_pixels(fixed, (8, 8))[0, :4, 4:], torch.ones(4, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="does not tile"):
+        token_pixels(fixed, (8, 6))
+    # an output wrong only where it redraws: the given part is perfect, the redrawn part is not
+    g = torch.Generator().manual_seed(3)
+    source = torch.rand(20, 3, 8, 8, generator=g)
+    edit, fixed = edit.expand(20, 8, 8), fixed.expand(20, 2, 2)
+    ours = torch.where(outside_edit_parts(edit, fixed)["redrawn"][:, None], 1 - source, source)
+    out = item_intervals(
+        item_values("ti2i", {"pixels": source, "edit_region": edit}, ours, reconstruction=source,
+                    fixed=fixed)
+    )  # fmt: skip
+    assert out["given_gap_db"] == 0 and out["redrawn_gap_db"] > 20
 
 
 def test_v2v_gain_over_copy_last_is_positive_for_the_truth_and_zero_for_copying() -> None:

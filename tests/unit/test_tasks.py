@@ -499,6 +499,13 @@ def test_edit_success_reads_the_new_attribute_and_preservation_the_rest(kit) -> 
         probe, inputs["target"], inputs["pixels"], *args, edit_region=inputs["edit_region"]
     )
     assert done["edit_success"] == 1.0 and done["psnr_preserved_db"] == pytest.approx(PSNR_CAP_DB)
+    fixed = tokens_inside(~inputs["edit_region"], kit.cfg.tokenizer.downsample)
+    split = manipulation_metrics(
+        probe, inputs["target"], inputs["pixels"], *args, edit_region=inputs["edit_region"],
+        fixed=fixed,
+    )  # fmt: skip
+    assert split["psnr_given_db"] == pytest.approx(PSNR_CAP_DB)
+    assert split["psnr_redrawn_db"] == pytest.approx(PSNR_CAP_DB)
     undone = manipulation_metrics(
         probe, inputs["pixels"], inputs["pixels"], *args, edit_region=inputs["edit_region"]
     )
