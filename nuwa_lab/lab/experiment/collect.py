@@ -45,11 +45,23 @@ class Collection(list):
         failed: Iterable[dict[str, Any]] = (),
         pending: Iterable[str] = (),
         folders: dict[str, Path] | None = None,
+        records: dict[str, dict[str, Any]] | None = None,
+        metrics: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(rows)
         self.name, self.folder = name, folder
         self.failed, self.pending = list(failed), list(pending)
         self.folders = dict(folders or {})  # run key -> the folder its records were read from
+        self.records = dict(records or {})  # run key -> its run.json, as read once
+        self.metrics = dict(metrics or {})  # run key -> its metrics.json (nested), as read once
+
+    def record(self, row: dict[str, Any]) -> dict[str, Any]:
+        """`row`'s run.json (read when the collection was made)."""
+        return self.records.get(row["run"], {})
+
+    def run_metrics(self, row: dict[str, Any]) -> dict[str, Any]:
+        """`row`'s metrics.json as the notebook logged it (nested, not flattened)."""
+        return self.metrics.get(row["run"], {})
 
     def run_dir(self, row: dict[str, Any]) -> Path:
         """The folder holding `row`'s records: its run folder, or its kept copy in results/."""
@@ -119,16 +131,18 @@ def collect(sweep: str | Path, *, runs_dir: str | Path | None = None) -> Collect
         else {}
     )
     kept = kept_folders(folder.parent, name)
-    finished = {
-        k for k, d in local.items() if (read_json(d / RUN_FILE) or {}).get("status") == "ok"
-    }
+    records = {k: read_json(d / RUN_FILE) for k, d in local.items()}
+    finished = {k for k, record in records.items() if (record or {}).get("status") == "ok"}
     folders = {
         **{k: d for k, d in kept.items() if k not in finished},
         **{k: local[k] for k in finished},
     }
+    for key in folders.keys() - finished:  # a kept copy stands in for the run folder
+        records[key] = read_json(folders[key] / RUN_FILE)
+    metrics: dict[str, dict[str, Any]] = {}
     for key in sorted(set(local) | set(folders)):
         run_dir = folders.get(key, local.get(key))
-        record = read_json(run_dir / RUN_FILE)
+        record = records.get(key)
         if record is None:
             pending.append(key)
             continue
@@ -145,7 +159,8 @@ def collect(sweep: str | Path, *, runs_dir: str | Path | None = None) -> Collect
             )
             continue
         row = dict(base)
-        for k, v in flatten(read_json(run_dir / METRICS_FILE) or {}).items():
+        metrics[key] = read_json(run_dir / METRICS_FILE) or {}
+        for k, v in flatten(metrics[key]).items():
             row.setdefault(k, v)
         row.update({column: record.get(k) for k, column in RUNTIME_COLUMNS.items()})
         rows.append(row)
@@ -155,7 +170,14 @@ def collect(sweep: str | Path, *, runs_dir: str | Path | None = None) -> Collect
     rows.sort(key=order)
     failed.sort(key=order)
     return Collection(
-        rows, name=name, folder=folder, failed=failed, pending=pending, folders=folders
+        rows,
+        name=name,
+        folder=folder,
+        failed=failed,
+        pending=pending,
+        folders=folders,
+        records={k: r for k, r in records.items() if r is not None},
+        metrics=metrics,
     )
 
 

@@ -41,7 +41,6 @@ from nuwa_lab.lab.experiment.paper import NOT_COMPARABLE, NOTEBOOK_REFERENCES, S
 from nuwa_lab.lab.experiment.provenance import provenance
 from nuwa_lab.lab.experiment.results import SWEEPS as SWEEP_ORDER
 from nuwa_lab.lab.experiment.results import sweep_tables
-from nuwa_lab.lab.experiment.runner import METRICS_FILE, read_json
 from nuwa_lab.lab.experiment.task_seeds import (
     targets_over_seeds,
     task_seed_runs,
@@ -248,8 +247,7 @@ def _comparisons(runs: list[dict[str, Any]], sweep_names: list[str], runs_dir: P
         rows = collect(name, runs_dir=runs_dir)
         for row in rows:
             if row.get("PRESET", preset) == preset:
-                metrics = read_json(rows.run_dir(row) / METRICS_FILE) or {}
-                sources.append((f"{name}: {row['run']}", metrics))
+                sources.append((f"{name}: {row['run']}", rows.run_metrics(row)))
     for source, metrics in sources:
         rows = metrics.get(COMPARISON_KEY)
         if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):

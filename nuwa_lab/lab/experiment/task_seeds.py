@@ -20,7 +20,6 @@ from typing import Any
 
 from nuwa_lab.lab.experiment.collect import collect
 from nuwa_lab.lab.experiment.lab_runs import task_target_rows
-from nuwa_lab.lab.experiment.runner import METRICS_FILE, RUN_FILE, read_json
 from nuwa_lab.metrics.intervals import mean_interval
 
 SWEEP = "task_seeds"
@@ -34,9 +33,9 @@ def task_seed_runs(runs_dir: Path, preset: str, name: str = SWEEP) -> list[dict[
     for row in rows:
         if row.get("PRESET", preset) != preset:
             continue
-        metrics = read_json(rows.run_dir(row) / METRICS_FILE)
+        metrics = rows.run_metrics(row)
         params = {k: v for k, v in row.items() if k.isupper()}
-        record = read_json(rows.run_dir(row) / RUN_FILE) or {}
+        record = rows.record(row)
         machine = record.get("cpu") or record.get("platform", "?")
         host = f"{machine} ({record.get('cpu_count')} cores)"
         revision = (record.get("git_revision") or "?")[:7]
