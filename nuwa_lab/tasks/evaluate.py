@@ -32,7 +32,7 @@ import torch
 
 from nuwa_lab.metrics import ImageProbe, VideoProbe, attribute_accuracy
 from nuwa_lab.model import Nuwa
-from nuwa_lab.tasks.evaluation import TaskEvaluation, TaskKit, sampling_options
+from nuwa_lab.tasks.evaluation import TaskEvaluation, TaskKit, evaluation_options, sampling_options
 from nuwa_lab.tasks.folder_evaluate import evaluate_folder_task
 from nuwa_lab.tasks.item_intervals import item_intervals, item_values
 from nuwa_lab.tasks.metrics import (
@@ -127,14 +127,7 @@ def evaluate_task(
     spec = get_task(name)
     n = cfg.sample.num_eval if n is None else n
     inputs = task_items(spec.name, kit, split, n)
-    options = {
-        **sampling_options(cfg.sample, spec.name),
-        "batch_size": cfg.sample.batch_size,
-        **sampling,
-    }
-    options.setdefault(
-        "generator", torch.Generator().manual_seed(cfg.seed if seed is None else seed)
-    )
+    options = evaluation_options(cfg, spec.name, seed, sampling)
     asked = asked_objects(spec.name, inputs)
     probe = kit.probe_for(spec.video)
     if options.get("candidates", 1) > 1 and "score_fn" not in options:

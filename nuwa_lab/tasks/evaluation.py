@@ -38,6 +38,20 @@ def sampling_options(cfg: SampleConfig, task: str | None = None) -> dict:
     )
 
 
+def evaluation_options(cfg: Config, task: str, seed: int | None, sampling: dict) -> dict:
+    """The sampler's options of one evaluation of `task`: `sampling_options`, the config's batch
+    size, the caller's overrides, and a generator seeded with `seed` (default `cfg.seed`)."""
+    options = {
+        **sampling_options(cfg.sample, task),
+        "batch_size": cfg.sample.batch_size,
+        **sampling,
+    }
+    options.setdefault(
+        "generator", torch.Generator().manual_seed(cfg.seed if seed is None else seed)
+    )
+    return options
+
+
 @dataclass
 class TaskKit:
     """What running and measuring the tasks needs besides the model (all cached artifacts)."""

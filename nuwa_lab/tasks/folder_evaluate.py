@@ -31,7 +31,7 @@ import torch
 from nuwa_lab.metrics import codebook_usage, lpips_backbone, lpips_distance
 from nuwa_lab.metrics.label_probe import LabelProbe
 from nuwa_lab.model import Nuwa
-from nuwa_lab.tasks.evaluation import TaskEvaluation, TaskKit, sampling_options
+from nuwa_lab.tasks.evaluation import TaskEvaluation, TaskKit, evaluation_options
 from nuwa_lab.tasks.folder_metrics import (
     completion_scores,
     mean_scores,
@@ -136,14 +136,7 @@ def evaluate_folder_task(
     cfg, spec = kit.cfg, get_task(name)
     inputs = folder_items(spec.name, kit, split, cfg.sample.num_eval if n is None else n)
     probe = probe_of(kit, spec.name, required=spec.condition == "text")
-    options = {
-        **sampling_options(cfg.sample, spec.name),
-        "batch_size": cfg.sample.batch_size,
-        **sampling,
-    }
-    options.setdefault(
-        "generator", torch.Generator().manual_seed(cfg.seed if seed is None else seed)
-    )
+    options = evaluation_options(cfg, spec.name, seed, sampling)
     if options.get("candidates", 1) > 1 and "score_fn" not in options:
         if spec.condition != "text":
             raise ValueError(
