@@ -29,7 +29,7 @@ from torch import nn
 from nuwa_lab.config import Config, TrainConfig
 from nuwa_lab.metrics.label_probe import LabelProbe, class_accuracy
 from nuwa_lab.recipes.cache import WORLD_AND_LOOP, register_artifact
-from nuwa_lab.recipes.probes import augment, fit_probe, train_config
+from nuwa_lab.recipes.probes import SHARED, augment, fit_probe, train_config
 from nuwa_lab.train.loop import make_adamw, rank_slice, step_generator
 from nuwa_lab.world.labels import class_indices, require_classes
 from nuwa_lab.world.source import FolderSource, folder_path, load_folder
@@ -43,14 +43,8 @@ CODE = (
     *WORLD_AND_LOOP,
 )
 SECTIONS = (
-    "world",
+    *SHARED,  # what the Shapes World's probes depend on
     "text.max_length",  # which captions are too long, so which entries a skipping load keeps
-    "probe.channels",
-    "probe.batch_size",
-    "probe.lr",
-    "probe.noise",
-    "probe.blur",
-    "probe.seed",
     "probe.steps",
 )
 
