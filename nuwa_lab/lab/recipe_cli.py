@@ -38,7 +38,7 @@ from typing import Any
 from nuwa_lab.config import Config, make_config
 from nuwa_lab.device import resolve_device
 from nuwa_lab.lab.bench.costs import pattern_costs
-from nuwa_lab.lab.train_cli import overrides
+from nuwa_lab.lab.train_cli import add_overrides, overrides
 from nuwa_lab.model.nuwa import PATTERNS
 from nuwa_lab.recipes import registered_kinds
 from nuwa_lab.recipes.ablation import ablation_config, equal_time_steps, train_from_scratch
@@ -60,13 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"an artifact kind (e.g. vqgan, nuwa, nuwa_finetuned_t2i) or {', '.join(RECIPES)}",
     )
     parser.add_argument("--preset", default="tiny", help="config preset (default: tiny)")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a config override, e.g. --set train.steps=200 (repeatable)",
-    )
+    add_overrides(parser)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--seed", type=int, default=None, help="cfg.seed (default: the preset's)")
     short = parser.add_argument_group("a short run (every stage a few steps)")

@@ -47,13 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="first export scikit-learn's handwritten digits to --data if it has no captions.jsonl",
     )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a config override, e.g. --set train.steps=200 (repeatable)",
-    )
+    add_overrides(parser)
     parser.add_argument(
         "--on-error",
         choices=("raise", "skip"),
@@ -64,6 +58,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--retrain", action="store_true", help="train again, ignoring the cache")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_overrides(parser: argparse.ArgumentParser) -> None:
+    """--set KEY=VALUE (repeatable), read by `overrides`."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override, e.g. --set train.steps=200 (repeatable)",
+    )
 
 
 def overrides(pairs: list[str]) -> dict[str, Any]:
