@@ -30,7 +30,7 @@ from nuwa_lab.tasks.spec import given_frames
 from nuwa_lab.train.loop import make_adamw, rank_slice, step_generator
 from nuwa_lab.world import ShapesWorld
 from nuwa_lab.world.motion import turns_after
-from nuwa_lab.world.source import NEEDS, folder_path, load_folder
+from nuwa_lab.world.source import EDIT_TASKS, NEEDS, folder_path, load_folder
 
 
 def task_pool(
@@ -58,6 +58,13 @@ def task_pool(
 
     folder = folder_path(cfg.world) is not None
     if folder:  # all of the split's items, up to `size` (T2I, T2V, V2V: pretraining's pool)
+        if task in EDIT_TASKS:
+            base = "T2I" if task == "ti2i" else "T2V"
+            raise ValueError(
+                f"{task.upper()} is not fine-tuned on a data folder: its edit pairs are only "
+                f"measured; it runs zero-shot on the {base} model (variant 'default') or the "
+                "pretrained one"
+            )
         source = load_folder(cfg.world, cfg.text)
         source.check(task)
         size = min(size, source.count(NEEDS[task][0], split))

@@ -32,7 +32,13 @@ import torch
 
 from nuwa_lab.metrics import ImageProbe, VideoProbe, attribute_accuracy
 from nuwa_lab.model import Nuwa
-from nuwa_lab.tasks.evaluation import TaskEvaluation, TaskKit, evaluation_options, sampling_options
+from nuwa_lab.tasks.evaluation import (
+    TaskEvaluation,
+    TaskKit,
+    evaluation_options,
+    reconstruction,
+    sampling_options,
+)
 from nuwa_lab.tasks.folder_evaluate import evaluate_folder_task
 from nuwa_lab.tasks.item_intervals import item_intervals, item_values
 from nuwa_lab.tasks.metrics import (
@@ -164,13 +170,6 @@ def evaluate_task(
     for key, value in item_intervals(per_item).items():  # 95% bootstrap intervals over items
         metrics.setdefault(key, value)
     return TaskEvaluation(spec.name, split, inputs, output, metrics, seconds, shown, seg)
-
-
-def reconstruction(kit: TaskKit, inputs: dict) -> torch.Tensor:
-    """The tokenizer's round trip of the items' pixels: the best a tokenized output can do."""
-    with torch.no_grad():
-        device = next(kit.tokenizer.parameters()).device
-        return kit.tokenizer.reconstruct(inputs["pixels"].to(device)).cpu()
 
 
 def measure(

@@ -94,3 +94,10 @@ class TaskEvaluation:
         """Metrics keyed `<prefix>_<name>` (default prefix: the split), for `log_metrics`."""
         prefix = self.split if prefix is None else prefix
         return {f"{prefix}_{k}": v for k, v in self.metrics.items()}
+
+
+def reconstruction(kit: TaskKit, inputs: dict) -> torch.Tensor:
+    """The tokenizer's round trip of the items' pixels: the best a tokenized output can do."""
+    with torch.no_grad():
+        device = next(kit.tokenizer.parameters()).device
+        return kit.tokenizer.reconstruct(inputs["pixels"].to(device)).cpu()

@@ -8,10 +8,11 @@ r"""Evaluating a task on a data folder: its own test items -> `run_task` -> meas
 A folder has no world ground truth, so what is measured is what the folder itself knows
 (`nuwa_lab.tasks.folder_metrics`): the class of each item (its record's "label", "class" or
 "digit" field, read back by the label probe), the direction of a video (its "direction" field,
-read back from the motion of the ink) and the pixels of the held-out items (V2V's later frames,
-I2I's hidden part). T2I, T2V, V2V and I2I are measured; a task the folder lacks the data of (S2I
-and S2V need segmentation maps, TI2I and TV2V edit pairs) raises naming what is missing, as does
-T2I / T2V on a folder whose records carry no class.
+read back from the motion of the ink), the pixels of the held-out items (V2V's later frames,
+I2I's hidden part) and the folder's own edit pairs (`edits.jsonl`, `nuwa_lab.world.edits`: TI2I
+and TV2V, the target's class and direction, the kept part against the source). A task the folder
+lacks the data of (S2I and S2V need segmentation maps, TI2I and TV2V edit pairs of their kind)
+raises naming what is missing, as does T2I / T2V on a folder whose records carry no class.
 
 Items are the first `n` of the split (all of it when it has fewer). With `candidates > 1`, the
 samples of each caption are re-ranked by the probability the label probe gives the asked class.
@@ -31,9 +32,10 @@ import torch
 from nuwa_lab.metrics import codebook_usage, lpips_backbone, lpips_distance
 from nuwa_lab.metrics.label_probe import LabelProbe
 from nuwa_lab.model import Nuwa
-from nuwa_lab.tasks.evaluation import TaskEvaluation, TaskKit, evaluation_options
+from nuwa_lab.tasks.evaluation import TaskEvaluation, TaskKit, evaluation_options, reconstruction
 from nuwa_lab.tasks.folder_metrics import (
     completion_scores,
+    manipulation_scores,
     mean_scores,
     prediction_scores,
     reconstruction_scores,
@@ -43,10 +45,11 @@ from nuwa_lab.tasks.folder_metrics import (
 from nuwa_lab.tasks.run import run_task
 from nuwa_lab.tasks.spec import get_task, given_frames
 from nuwa_lab.tokenizer import VQModel
+from nuwa_lab.world.edits import KIND_OF_TASK
 from nuwa_lab.world.labels import class_indices, class_names, directions, require_classes
-from nuwa_lab.world.source import NEEDS, FolderSource, lacks
+from nuwa_lab.world.source import EDIT_TASKS, NEEDS, FolderSource, lacks
 
-FOLDER_TASKS = ("t2i", "t2v", "v2v", "i2i")
+FOLDER_TASKS = ("t2i", "t2v", "v2v", "i2i", "ti2i", "tv2v")
 
 
 def folder_items(name: str, kit: TaskKit, split: str, n: int) -> dict[str, Any]:
@@ -61,18 +64,23 @@ def folder_items(name: str, kit: TaskKit, split: str, n: int) -> dict[str, Any]:
         raise ValueError(f"{spec.name.upper()} is not measured on a data folder; valid: "
                          f"{', '.join(FOLDER_TASKS)}")  # fmt: skip
     source.check(spec.name)
-    kind = NEEDS[spec.name][0]
-    available = source.count(kind, split)
+    edits = spec.name in EDIT_TASKS
+    kind = KIND_OF_TASK[spec.name] if edits else NEEDS[spec.name][0]
+    available = source.count_edits(kind, split) if edits else source.count(kind, split)
     if not available:
+        what = f"{kind} edit pairs" if edits else f"{kind}s"
         raise ValueError(
-            f"{spec.name.upper()} is measured on the {split} split, which has no {kind}s: "
+            f"{spec.name.upper()} is measured on the {split} split, which has no {what}: "
             f"{source.summary()}"
         )
     n = min(n, available)
-    extra = {"given_frames": given_frames(spec, kit.cfg.tasks)} if spec.name == "v2v" else {}
+    extra = {}
+    if spec.name in ("v2v", "tv2v"):
+        extra["given_frames"] = given_frames(spec, kit.cfg.tasks)
     inputs = source.task_items(spec.name, split, n, **extra)
-    inputs["label"] = class_indices(source, kind, split)[:n]
-    inputs["direction"] = directions(source, split)[:n] if kind == "video" else [None] * n
+    inputs["label"] = class_indices(source, kind, split, edits=edits)[:n]
+    moves = directions(source, split, edits=edits) if kind == "video" else [None] * available
+    inputs["direction"] = moves[:n]
     return inputs
 
 
@@ -138,7 +146,7 @@ def evaluate_folder_task(
     probe = probe_of(kit, spec.name, required=spec.condition == "text")
     options = evaluation_options(cfg, spec.name, seed, sampling)
     if options.get("candidates", 1) > 1 and "score_fn" not in options:
-        if spec.condition != "text":
+        if spec.condition not in ("text", "new_caption"):
             raise ValueError(
                 f"candidates={options['candidates']}: re-ranking reads the asked class back "
                 f"with the probe, and task {spec.name!r} has no caption; use candidates=1"
@@ -160,8 +168,19 @@ def evaluate_folder_task(
     elif spec.name == "v2v":
         g = int(inputs["given_frames"][0])
         metrics = prediction_scores(probe, gen, truth, g, labels, **tok)
-    else:  # i2i
+    elif spec.name == "i2i":
         metrics = completion_scores(probe, gen, truth, inputs["visible"], labels, **tok)
+    else:  # ti2i, tv2v: kept against the source, edited against the target
+        edit = (
+            {"edit_region": inputs["edit_region"]}
+            if spec.name == "ti2i"
+            else {"given_frames": inputs["given_frames"], "directions": inputs["direction"]}
+        )
+        recon = reconstruction(kit, inputs)
+        target = inputs["target"]
+        metrics = manipulation_scores(
+            probe, gen, truth, target, labels, reconstruction=recon, **edit, **tok
+        )
     metrics["n_items"] = len(labels)
     metrics["sample_seconds"] = seconds
     shown = {k: v for k, v in options.items() if k not in ("generator", "score_fn")}

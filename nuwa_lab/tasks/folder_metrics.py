@@ -12,6 +12,7 @@ a mean over items its bootstrap interval over the items.
 | T2V | `text_to_video_scores` | `acc_class`, `acc_direction` (the ink moves the asked way), both |
 | V2V | `prediction_scores` | PSNR / SSIM per frame vs the truth and copy-last; direction, class |
 | I2I | `completion_scores` | PSNR whole / hidden / visible vs the truth; `acc_class` |
+| TI2I, TV2V | `manipulation_scores` | the target's class, TV2V's direction, PSNR of what is kept |
 
 `label_fid` is the Fréchet distance between Gaussians fitted to the label probe's features of the
 generated and of the real pictures, $\lVert\mu_g-\mu_r\rVert^2 + \mathrm{Tr}(\Sigma_g + \Sigma_r -
@@ -28,6 +29,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from nuwa_lab.metrics import frechet_distance, psnr, ssim
@@ -206,6 +208,67 @@ def completion_scores(
     out |= mean_scores(kept.numpy(), "psnr_visible_db")
     if probe is not None:
         out |= class_accuracy(probe, generated, labels, prefix="acc_class")
+    if tokens is not None:
+        out["given_tokens_kept"] = given_tokens_kept(tokens, fixed, given)
+    return out
+
+
+def kept_region(shape: Sequence[int], edit_region: Tensor | None, given_frames) -> Tensor:
+    """bool, the shape of the pictures (b, [t,] 3, H, W) less the channel: what an edit keeps,
+    outside `edit_region` (TI2I) or the first `given_frames[i]` frames of item i (TV2V)."""
+    if edit_region is not None:
+        return ~edit_region
+    b, t, h, w = shape[0], shape[1], shape[-2], shape[-1]
+    first = torch.as_tensor(list(given_frames))
+    return (torch.arange(t)[None] < first[:, None])[:, :, None, None].expand(b, t, h, w)
+
+
+def manipulation_scores(
+    probe: LabelProbe | None,
+    generated: Tensor,
+    source: Tensor,
+    target: Tensor,
+    labels: Tensor,
+    *,
+    edit_region: Tensor | None = None,
+    given_frames: Sequence[int] | None = None,
+    directions: Sequence[str | None] | None = None,
+    reconstruction: Tensor | None = None,
+    tokens: Tensor | None = None,
+    fixed: Tensor | None = None,
+    given: Tensor | None = None,
+) -> dict[str, float]:
+    """TI2I / TV2V on a folder's edit pairs (`nuwa_lab.world.edits`): the edit, and what it kept.
+
+    - `acc_class`: the probe reads the target's class (pairs with one);
+    - TV2V `acc_direction`: the ink moves from the last given frame to the last frame the way the
+      target's "direction" says (or, without one, the way the target's own ink moves);
+    - `psnr_kept_db`: PSNR against the source of what the model was to keep (outside the edit
+      region; the given frames), beside `psnr_kept_tokenizer_db`, the same of the tokenizer's
+      round trip of the source (the best a tokenized output can do), and `kept_gap_db`, their
+      difference per pair; `psnr_edit_db`: the rest against the folder's own target.
+    All with 95% intervals (Wilson for rates, bootstrap over pairs for means)."""
+    if (edit_region is None) == (given_frames is None):
+        raise ValueError("pass edit_region (TI2I) or given_frames (TV2V), exactly one")
+    keep = kept_region(source.shape, edit_region, given_frames)
+    ours = region_psnr(generated, source, keep).double().clamp(max=PSNR_CAP_DB)
+    out = mean_scores(ours.numpy(), "psnr_kept_db")
+    edit = region_psnr(generated, target, ~keep).double().clamp(max=PSNR_CAP_DB)
+    out |= mean_scores(edit.numpy(), "psnr_edit_db")
+    if reconstruction is not None:
+        best = region_psnr(reconstruction, source, keep).double().clamp(max=PSNR_CAP_DB)
+        out |= mean_scores(best.numpy(), "psnr_kept_tokenizer_db")
+        out |= mean_scores((best - ours).numpy(), "kept_gap_db")
+    if probe is not None:
+        out |= class_accuracy(probe, generated, labels, prefix="acc_class")
+    if given_frames is not None:
+        moved, wanted = [], []
+        for i, g in enumerate(given_frames):
+            moved += ink_directions(generated[i : i + 1], start=g - 1)
+            own = ink_directions(target[i : i + 1], start=g - 1)[0]
+            asked = directions[i] if directions is not None else None
+            wanted.append(asked or (None if own in ("none", "still") else own))
+        out |= rate_scores(agreement(moved, wanted), "acc_direction")
     if tokens is not None:
         out["given_tokens_kept"] = given_tokens_kept(tokens, fixed, given)
     return out

@@ -9,7 +9,10 @@ the folder format `FolderDataset` reads (`nuwa_lab.world.folders`): `captions.js
 - images: each scan, ink dark on white paper, scaled to `size` pixels, captioned from
   `IMAGE_TEMPLATES` ("a handwritten seven", "the digit seven", ...);
 - videos (GIFs): a scan at half the canvas moving `speed` pixels per frame across a `size`×`size`
-  canvas, "a seven moves to the left" (`VIDEO_TEMPLATE`), one direction per video.
+  canvas, "a seven moves to the left" (`VIDEO_TEMPLATE`), one direction per video;
+- edit pairs (`edits.jsonl`, `nuwa_lab.world.edits`), one per test video: its first frame, then
+  the digit turning to a perpendicular direction, "a seven moves up" (TV2V). There are no image
+  pairs: a scan fills its picture, so an edit of the digit would leave nothing to keep (TI2I).
 
 The split is per class and fixed: the last `test_fraction` of each digit's scans (in the data
 set's order) are the test scans, so a model is measured on handwriting it never saw.
@@ -20,6 +23,8 @@ set's order) are the test scans, so a model is measured on handwriting it never 
 | train / test scans | `split_indices(labels)` |
 | one picture, one video | `digit_image(scan, size)`, `digit_video(scan, size, frames, direction)` |
 | the folder | `export_digits(folder, split="train")` |
+| a TV2V edit pair's target (a turn after the given frames) | `turned_video(scan, ...)` |
+| the edit pairs of the test videos (edits.jsonl) | `write_digit_edits(folder, lines, scans, ...)` |
 | the folder for a preset, unless it exists | `ensure_digits(folder, image_size=32, frames=4)` |
 | a caption's digit and direction | `read_caption(caption)` |
 """
@@ -27,6 +32,7 @@ set's order) are the test scans, so a model is measured on handwriting it never 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -91,10 +97,49 @@ def digit_video(
     """RGB frames of the scan (half the canvas wide) moving `speed` px per frame `direction`.
 
     The digit starts where the whole motion stays on the canvas, centred across the motion."""
+    x0, y0 = _start(size, frames, direction, speed)
+    dx, dy = MOTION[direction]
+    path = [(x0 + dx * speed * t, y0 + dy * speed * t) for t in range(frames)]
+    return _frames(scan, size, path)
+
+
+def turned_video(
+    scan: np.ndarray,
+    size: int = 32,
+    frames: int = 4,
+    direction: str = "right",
+    turn: str = "up",
+    *,
+    given_frames: int = 1,
+    speed: int = 4,
+) -> list:
+    """`digit_video`'s first `given_frames` frames, then the digit moving `turn` from where it
+    is, as fast as `speed` allows without leaving the canvas: the target of a TV2V edit pair."""
+    if turn not in MOTION:
+        raise ValueError(f"turn must be one of {', '.join(MOTION)}, got {turn!r}")
+    if not 1 <= given_frames < frames:
+        raise ValueError(f"given_frames={given_frames} must be in 1..{frames - 1}")
+    x0, y0 = _start(size, frames, direction, speed)
+    (dx, dy), (tx, ty) = MOTION[direction], MOTION[turn]
+    path = [(x0 + dx * speed * t, y0 + dy * speed * t) for t in range(given_frames)]
+    x, y = path[-1]
+    edge = size - size // 2  # the last top-left corner that keeps the digit on the canvas
+    room = {(-1, 0): x, (1, 0): edge - x, (0, -1): y, (0, 1): edge - y}[tx, ty]
+    steps = frames - given_frames
+    step = min(speed, room // steps)  # slower where the full speed would leave the canvas
+    if step < 1:
+        raise ValueError(
+            f"a digit at ({x}, {y}) cannot move {turn} for {steps} frames on a {size}-pixel "
+            "canvas; turn it another way"
+        )
+    path += [(x + tx * step * t, y + ty * step * t) for t in range(1, steps + 1)]
+    return _frames(scan, size, path)
+
+
+def _start(size: int, frames: int, direction: str, speed: int) -> tuple[int, int]:
+    """Where `digit_video`'s digit starts: the whole motion on the canvas, centred across it."""
     if direction not in MOTION:
         raise ValueError(f"direction must be one of {', '.join(MOTION)}, got {direction!r}")
-    from PIL import Image
-
     side = size // 2
     travel = speed * (frames - 1)
     if side + travel > size:
@@ -107,11 +152,18 @@ def digit_video(
     centre = (size - side) // 2
     x0 = margin + (travel if dx < 0 else 0) if dx else centre
     y0 = margin + (travel if dy < 0 else 0) if dy else centre
-    digit = _scaled(scan, side)
+    return x0, y0
+
+
+def _frames(scan: np.ndarray, size: int, path: list[tuple[int, int]]) -> list:
+    """RGB frames of the scan (half the canvas wide) with its top-left corner at each (x, y)."""
+    from PIL import Image
+
+    digit = _scaled(scan, size // 2)
     out = []
-    for t in range(frames):
+    for x, y in path:
         canvas = Image.new("L", (size, size), 0)
-        canvas.paste(digit, (x0 + dx * speed * t, y0 + dy * speed * t))
+        canvas.paste(digit, (x, y))
         out.append(_on_paper(canvas))
     return out
 
@@ -185,18 +237,74 @@ def export_digits(
                     "split": part,
                 }
             )
+    write_digit_edits(folder, lines, scans, size=size, frames=frames, speed=speed)
     index = folder / "captions.jsonl"
-    partial = index.with_suffix(".jsonl.partial")
-    partial.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
-    partial.replace(index)
+    _write_lines(index, lines)
     return index
+
+
+def _write_lines(path: Path, lines: list[dict]) -> None:
+    partial = path.with_suffix(".jsonl.partial")
+    partial.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    partial.replace(path)
+
+
+def write_digit_edits(
+    folder: Path,
+    lines: list[dict],
+    scans: np.ndarray,
+    *,
+    size: int,
+    frames: int,
+    speed: int = 4,
+    given_frames: int = 1,
+) -> int:
+    """TV2V edit pairs of the test videos among `lines` (captions.jsonl's objects) into
+    `folder/edits.jsonl` (`nuwa_lab.world.edits`): the video's first `given_frames` frames, then
+    the digit turning to a perpendicular direction (the two taking turns), captioned
+    "a seven moves up". Returns how many pairs it wrote."""
+    turns = {"left": ("up", "down"), "right": ("down", "up"), "up": ("left", "right")}
+    turns["down"] = ("right", "left")
+    (folder / "edits").mkdir(exist_ok=True)
+    pairs = []
+    for line in lines:
+        found = re.fullmatch(r"videos/test_(\d+)_(\w+)\.gif", line["file"])
+        if not found or line.get("split") != "test":
+            continue
+        scan, direction = int(found[1]), found[2]
+        turn = turns[direction][len(pairs) % 2]
+        clip = turned_video(
+            scans[scan], size, frames, direction, turn, given_frames=given_frames, speed=speed
+        )
+        name = f"edits/test_{scan:04d}_{direction}_{turn}.gif"
+        clip[0].save(folder / name, save_all=True, append_images=clip[1:], duration=250, loop=0)
+        word = DIGIT_WORDS[line["digit"]]
+        caption = VIDEO_TEMPLATE.format(digit=word, direction=DIRECTION_WORDS[turn])
+        pairs.append(
+            {"source": line["file"], "target": name, "caption": caption,
+             "given_frames": given_frames, "digit": line["digit"], "direction": turn}
+        )  # fmt: skip
+    if pairs:
+        _write_lines(folder / "edits.jsonl", pairs)
+    return len(pairs)
 
 
 def ensure_digits(folder: str | Path, *, image_size: int, frames: int) -> bool:
     """Export all the digits to `folder`, sized for a preset (at least 32 px and 4 frames), unless
     it holds a captions.jsonl already; True when it exported."""
     folder = Path(folder)
-    if (folder / "captions.jsonl").is_file():
-        return False
-    export_digits(folder, split="all", size=max(32, image_size), frames=max(4, frames))
-    return True
+    size, frames = max(32, image_size), max(4, frames)
+    index = folder / "captions.jsonl"
+    if not index.is_file():
+        export_digits(folder, split="all", size=size, frames=frames)
+        return True
+    if not (folder / "edits.jsonl").is_file():  # exported before edit pairs existed
+        lines = [json.loads(raw) for raw in index.read_text(encoding="utf-8").splitlines() if raw]
+        gif = next((folder / x["file"] for x in lines if x["file"].endswith(".gif")), None)
+        if gif is not None:
+            from PIL import Image
+
+            with Image.open(gif) as clip:
+                size, frames = clip.size[0], clip.n_frames
+        write_digit_edits(folder, lines, load_scans()[0], size=size, frames=frames)
+    return False

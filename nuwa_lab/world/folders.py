@@ -196,6 +196,57 @@ def square_pixels(image, size: int) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
+def read_pictures(root: Path, file: str, frames: int) -> tuple[str, list]:
+    """("image", [one PIL image]) or ("video", its first `frames` frames) of `file` in `root`: an
+    image, a GIF (a video when it has several frames) or a folder of frame images. A problem
+    raises `_BadEntry` naming the file (its reason one of the module docstring's)."""
+    path = root / file
+    try:
+        if not path.exists():
+            raise _BadEntry(
+                "missing file",
+                f"{shorten(file)} not found in {root}; fix the name or remove the line",
+                missing=True,
+            )
+        if path.is_dir():
+            names = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not names:
+                raise _BadEntry(
+                    "empty frame folder",
+                    f"{shorten(file)}: the frame folder holds no images "
+                    f"({', '.join(IMAGE_SUFFIXES)})",
+                )
+            check_frames(file, len(names), frames)
+            return "video", [read_image(p, shorten(f"{file}/{p.name}")) for p in names[:frames]]
+        suffix = path.suffix.lower()
+        if suffix == ".gif":
+            images = read_gif(path, shorten(file))
+            if len(images) == 1:
+                return "image", images
+            check_frames(file, len(images), frames)
+            return "video", images[:frames]
+        if suffix not in IMAGE_SUFFIXES:
+            raise _BadEntry(
+                "unsupported file",
+                f"{shorten(file)}: unsupported file type {suffix or 'without a suffix'!r}; "
+                f"use png/jpg/jpeg/bmp/webp, a GIF, or a folder of frames",
+            )
+        return "image", [read_image(path, shorten(file))]
+    except OSError as exc:  # the system cannot read it: no permission, a name too long...
+        raise _BadEntry(
+            "unreadable file", f"{shorten(file)}: cannot read it ({exc.strerror or exc})"
+        ) from exc
+
+
+def check_frames(file: str, available: int, frames: int) -> None:
+    if available < frames:
+        raise _BadEntry(
+            "short video",
+            f"{shorten(file)}: the video has {available} frames but world.frames="
+            f"{frames}; give it more frames or lower world.frames",
+        )
+
+
 class FolderDataset(Dataset):
     """Captioned images / videos from a folder, as `Sample`s resized to world.image_size.
 
@@ -280,52 +331,8 @@ class FolderDataset(Dataset):
             )
 
     def _load(self, file: str, caption: str) -> Sample:
-        path = self.root / file
-        try:
-            if not path.exists():
-                raise _BadEntry(
-                    "missing file",
-                    f"{shorten(file)} not found in {self.root}; fix the name or remove the line",
-                    missing=True,
-                )
-            if path.is_dir():
-                frames = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-                if not frames:
-                    raise _BadEntry(
-                        "empty frame folder",
-                        f"{shorten(file)}: the frame folder holds no images "
-                        f"({', '.join(IMAGE_SUFFIXES)})",
-                    )
-                self._check_frames(file, len(frames))
-                first = frames[: self.cfg.frames]
-                images = [read_image(p, shorten(f"{file}/{p.name}")) for p in first]
-                return self._sample("video", images, caption)
-            suffix = path.suffix.lower()
-            if suffix == ".gif":
-                images = read_gif(path, shorten(file))
-                if len(images) == 1:
-                    return self._sample("image", images, caption)
-                self._check_frames(file, len(images))
-                return self._sample("video", images[: self.cfg.frames], caption)
-            if suffix not in IMAGE_SUFFIXES:
-                raise _BadEntry(
-                    "unsupported file",
-                    f"{shorten(file)}: unsupported file type {suffix or 'without a suffix'!r}; "
-                    f"use png/jpg/jpeg/bmp/webp, a GIF, or a folder of frames",
-                )
-            return self._sample("image", [read_image(path, shorten(file))], caption)
-        except OSError as exc:  # the system cannot read it: no permission, a name too long...
-            raise _BadEntry(
-                "unreadable file", f"{shorten(file)}: cannot read it ({exc.strerror or exc})"
-            ) from exc
-
-    def _check_frames(self, file: str, available: int) -> None:
-        if available < self.cfg.frames:
-            raise _BadEntry(
-                "short video",
-                f"{shorten(file)}: the video has {available} frames but world.frames="
-                f"{self.cfg.frames}; give it more frames or lower world.frames",
-            )
+        kind, images = read_pictures(self.root, file, self.cfg.frames)
+        return self._sample(kind, images, caption)
 
     def _sample(self, kind: str, images: list, caption: str) -> Sample:
         size = self.cfg.image_size

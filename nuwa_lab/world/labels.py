@@ -87,26 +87,45 @@ def require_classes(source: FolderSource, who: str) -> tuple[str, ...]:
     return classes
 
 
-def class_indices(source: FolderSource, kind: str, split: str) -> torch.Tensor:
-    """(n,) int64: each item's index in `class_names(source)`, -1 where it has no class."""
+def _records(source: FolderSource, kind: str, split: str, edits: bool) -> list[dict[str, Any]]:
     if kind not in KINDS or split not in SPLIT_NAMES:
         raise ValueError(f"kind must be one of {KINDS} and split one of {SPLIT_NAMES}")
+    if edits:  # the targets of edits.jsonl's pairs
+        found = source.edits.get((kind, split))
+        return [] if found is None else found.records
+    return source.records.get((kind, split), [])
+
+
+def class_indices(
+    source: FolderSource, kind: str, split: str, *, edits: bool = False
+) -> torch.Tensor:
+    """(n,) int64: each item's index in `class_names(source)`, -1 where it has no class.
+    edits: of the targets of the split's edit pairs (`nuwa_lab.world.edits`) instead."""
     name, classes = class_field(source), class_names(source)
-    rows = source.records.get((kind, split), [])
+    rows = _records(source, kind, split, edits)
     if name is None:
         return torch.full((len(rows),), -1, dtype=torch.long)
     labels = [label_of(r, name, source) for r in rows]
+    unknown = sorted({v for v in labels if v is not None and v not in classes})
+    if unknown:
+        raise ValueError(
+            f"{source.root}: edit targets of the classes {', '.join(map(repr, unknown))}, which "
+            f"no entry of {CAPTIONS} has; the label probe knows {', '.join(classes)}"
+        )
     return torch.tensor([-1 if v is None else classes.index(v) for v in labels], dtype=torch.long)
 
 
-def directions(source: FolderSource, split: str) -> list[str | None]:
-    """The "direction" field of each video of `split` (None where absent); others raise."""
+def directions(source: FolderSource, split: str, *, edits: bool = False) -> list[str | None]:
+    """The "direction" field of each video of `split` (None where absent); others raise.
+    edits: of the targets of the split's video edit pairs instead."""
     out = []
-    for record in source.records.get(("video", split), []):
+    for record in _records(source, "video", split, edits):
         value = record.get(DIRECTION_FIELD)
         if value is not None and value not in DIRECTIONS:
+            where = "edits.jsonl" if edits else CAPTIONS
+            shown = record.get("target") if edits else record.get("file")
             raise ValueError(
-                f"{source.root / CAPTIONS}: {record.get('file')!r} has direction {value!r}; "
+                f"{source.root / where}: {shown!r} has direction {value!r}; "
                 f"a direction is one of {', '.join(DIRECTIONS)} (or leave the field out)"
             )
         out.append(value)

@@ -26,14 +26,15 @@ Each entry's record (its whole JSON object: labels such as "digit" or "direction
 kept beside its pixels, `FolderSource.records`, for what measures a folder (`labels.py`).
 
 A task that needs what a folder lacks raises naming it (`check_task`): "S2I needs segmentation
-maps: none found in PATH", "T2V needs captioned videos: PATH has 0".
+maps: none found in PATH", "T2V needs captioned videos: PATH has 0". TI2I and TV2V read the
+folder's edit pairs, `edits.jsonl` (`nuwa_lab.world.edits`), kept in `FolderSource.edits`.
 
 | thing | code |
 |---|---|
 | the switch | `folder_path(world_cfg)` (None: Shapes World), `data_source(world_cfg, text_cfg)` |
 | a split's images / videos | `FolderSource.batch(kind, split, rows)`: pixels in [0, 1], captions |
 | a tokenizer's training batch | `FolderSource.training_pixels(generator, n_image, n_video)` |
-| raw inputs of T2I, T2V, V2V, I2I | `FolderSource.task_items(task, split, n)` (`TaskDataset`'s) |
+| raw inputs of T2I, T2V, V2V, I2I, TI2I, TV2V | `FolderSource.task_items(task, split, n)` |
 """
 
 from __future__ import annotations
@@ -50,6 +51,15 @@ import torch
 from nuwa_lab.config import TextConfig, WorldConfig
 from nuwa_lab.world.captions import words
 from nuwa_lab.world.datasets import collate, hidden_regions
+from nuwa_lab.world.edits import (
+    EDIT_EXAMPLE,
+    EDITS,
+    KIND_OF_TASK,
+    EditSet,
+    edit_items,
+    edits_signature,
+    load_edits,
+)
 from nuwa_lab.world.folder_index import CAPTIONS, content_hash, entries, index_of
 from nuwa_lab.world.folders import FolderDataset, describe
 from nuwa_lab.world.text import TextTokenizer
@@ -136,11 +146,16 @@ class FolderSource:
     files: dict[tuple[str, str], list[str]]
     records: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     skipped: int = 0  # entries left out under world.on_error = "skip"
+    edits: dict[tuple[str, str], EditSet] = field(default_factory=dict)  # edits.jsonl's pairs
 
     def count(self, kind: str, split: str | None = None) -> int:
         """How many images / videos the folder has (in `split`, or in all)."""
         splits = SPLIT_NAMES if split is None else (split,)
         return sum(len(self.captions[kind, s]) for s in splits)
+
+    def count_edits(self, kind: str, split: str | None = None) -> int:
+        """How many edit pairs of images / videos `edits.jsonl` has (in `split`, or in all)."""
+        return sum(len(e) for (k, s), e in self.edits.items() if k == kind and split in (None, s))
 
     def summary(self) -> str:
         """'1,437 / 144 / 360 images, ... videos (train / val / test)'."""
@@ -199,6 +214,14 @@ class FolderSource:
         lacking = lacks(task, self.root)
         if lacking:
             raise ValueError(lacking)
+        if task in EDIT_TASKS:
+            kind, other = KIND_OF_TASK[task], "video" if task == "ti2i" else "image"
+            if not self.count_edits(kind):
+                raise ValueError(
+                    f"{name} needs {kind} edit pairs: {self.root / EDITS} has 0 (and "
+                    f"{self.count_edits(other):,} {other} pairs)"
+                )
+            return
         if task not in NEEDS:
             valid = ", ".join((*NEEDS, *SKETCH_TASKS, *EDIT_TASKS))
             raise ValueError(f"unknown task {task!r}; valid: {valid}")
@@ -218,6 +241,15 @@ class FolderSource:
         """`n` collated raw inputs of T2I, T2V, V2V or I2I from items offset.. of `split`, with
         `TaskDataset`'s keys (I2I hides a half or quadrant picked by the item's index)."""
         self.check(task)
+        if task in EDIT_TASKS:
+            edits = self.edits.get((KIND_OF_TASK[task], split))
+            if split not in ("val", "test") or edits is None or offset + n > len(edits):
+                raise ValueError(
+                    f"{task.upper()}: offset {offset} + {n} items exceeds the "
+                    f"{0 if edits is None else len(edits)} {KIND_OF_TASK[task]} edit pairs of the "
+                    f"{split} split of {self.root / EDITS} (edit pairs are val or test only)"
+                )
+            return edit_items(edits, task, n, offset=offset, given_frames=given_frames)
         kind = NEEDS[task][0]
         available = self.count(kind, split)
         if offset < 0 or n < 0 or offset + n > available:
@@ -253,7 +285,7 @@ def load_folder(world_cfg: WorldConfig, text_cfg: TextConfig) -> FolderSource:
         raise ValueError('world.source = "shapes": the Shapes World is not a folder')
     digest = content_hash(root)
     key = (str(root.resolve()), digest, world_cfg.image_size, world_cfg.frames, world_cfg.on_error)
-    key += (text_cfg.max_length,)
+    key += (text_cfg.max_length, edits_signature(root))
     if key in _FOLDERS:
         return _FOLDERS[key]
     tok = text_tokenizer(world_cfg, text_cfg)
@@ -276,6 +308,7 @@ def load_folder(world_cfg: WorldConfig, text_cfg: TextConfig) -> FolderSource:
         samples[sample.kind].append(sample)
         records[sample.kind].append(entry)
     source = FolderSource(root, digest, {}, {}, {}, skipped=data.skipped)
+    source.edits = load_edits(root, world_cfg, tok)
     for kind in KINDS:
         rows = split_rows(names[kind], fields[kind])
         for split, chosen in rows.items():
@@ -331,10 +364,11 @@ def lacks(task: str, root: Path) -> str | None:
     """The error of a task no folder has the data for (sketches, edit pairs), else None."""
     if task in SKETCH_TASKS:
         return no_segmentation(task.upper(), root)
-    if task in EDIT_TASKS:
+    if task in EDIT_TASKS and not (root / EDITS).is_file():
         return (
-            f"{task.upper()} needs edit pairs (a source, a new caption and the edited target): "
-            f"a folder of captioned images and videos has none ({root})"
+            f"{task.upper()} needs edit pairs (a source, the caption of the edit and the edited "
+            f"target): none found in {root}; write them to {root / EDITS}, one {EDIT_EXAMPLE} "
+            "per line (the format: nuwa_lab/world/edits.py)"
         )
     return None
 

@@ -286,7 +286,7 @@ def test_label_frechet_of_a_set_with_itself_is_zero(probe, probe_cfg) -> None:
 # ---- the tasks on a folder, end to end ----
 
 
-@pytest.mark.parametrize("task", ["t2i", "t2v", "v2v", "i2i"])
+@pytest.mark.parametrize("task", ["t2i", "t2v", "v2v", "i2i", "tv2v"])
 def test_the_tasks_run_and_are_measured_on_the_real_digits(task, probe, probe_cfg, root) -> None:
     cfg = probe_cfg
     kit = load_kit(cfg, task, root=root, progress=False)
@@ -308,6 +308,31 @@ def test_the_tasks_run_and_are_measured_on_the_real_digits(task, probe, probe_cf
         assert "psnr_copy_last_frame1_db" in m and "acc_direction" in m
     if task == "i2i":
         assert m["given_tokens_kept"] == 1.0 and m["psnr_hidden_db"] < PSNR_CAP_DB
+    if task == "tv2v":  # the digits' edit pairs: the given frame kept, the turn asked
+        assert m["given_tokens_kept"] == 1.0 and m["acc_direction_n"] == 3
+        assert m["kept_gap_db_low"] <= m["kept_gap_db"] <= m["kept_gap_db_high"]
+        assert ev.inputs["new_caption"][0].startswith("a ") and m["acc_class_n"] == 3
+
+
+def test_ti2i_runs_on_an_image_pair_of_the_folder(probe_cfg, probe, root, tmp_path) -> None:
+    folder = tmp_path / "with_image_pairs"  # the same content hash: the same artifacts
+    shutil.copytree(probe_cfg.world.source.removeprefix("folder:"), folder)
+    first = sorted((folder / "images").iterdir())[0]
+    pixels = np.asarray(Image.open(first).convert("RGB")).copy()
+    pixels[:16] = 255  # the top half's ink rubbed out
+    Image.fromarray(pixels).save(folder / "edited.png")
+    pair = {"source": f"images/{first.name}", "target": "edited.png",
+            "caption": "a handwritten seven", "digit": 7}  # fmt: skip
+    (folder / "edits.jsonl").write_text(json.dumps(pair) + "\n")
+    cfg = folder_cfg(folder, **{"probe.steps": 150, "probe.batch_size": 32})
+    assert artifact_dir("label_probe", cfg, root=root) == artifact_dir("label_probe", probe_cfg,
+                                                                       root=root)  # fmt: skip
+    kit = load_kit(cfg, "ti2i", root=root, progress=False)
+    ev = evaluate_task("ti2i", pretrained_model(cfg, root=root, progress=False), kit, n=4)
+    m = ev.metrics
+    assert m["n_items"] == 1 and ev.output.pixels.shape == (1, 3, 16, 16)
+    assert m["acc_class_n"] == 1 and "acc_direction" not in m
+    assert {"psnr_kept_db", "psnr_kept_tokenizer_db", "kept_gap_db", "psnr_edit_db"} <= set(m)
 
 
 def test_the_tokenizer_is_measured_on_the_folders_test_pictures(probe_cfg, probe, root) -> None:
@@ -324,7 +349,7 @@ def test_a_task_the_folder_lacks_the_data_of_is_a_clear_error(probe_cfg, root, t
     kit = load_kit(probe_cfg, "t2i", root=root, progress=False)
     model = pretrained_model(probe_cfg, root=root, progress=False)
     for task, message in (
-        ("ti2i", "TI2I needs edit pairs"),
+        ("ti2i", "TI2I needs image edit pairs"),
         ("s2i", "S2I needs segmentation maps: none found in"),
     ):
         with pytest.raises(ValueError, match=message):
