@@ -54,7 +54,6 @@ EDIT_SPLITS = ("val", "test")
 DIFFERENCE = 8  # of 255: a channel this far apart in source and target is an edited pixel
 KIND_OF_TASK = {"ti2i": "image", "tv2v": "video"}
 EDIT_EXAMPLE = '{"source": "a.png", "target": "a_red.png", "caption": "a red square"}'
-OWN_FIELDS = ("source", "target", "caption", "region", "given_frames", "split")
 
 
 @dataclass
