@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from nuwa_lab.config import WorldConfig
 from nuwa_lab.world.captions import words
 from nuwa_lab.world.datasets import collate
-from nuwa_lab.world.folders import _BadEntry, describe, read_image, read_pictures, square_pixels
+from nuwa_lab.world.folders import BadEntry, describe, read_image, read_pictures, square_pixels
 from nuwa_lab.world.text import TextTokenizer, shorten
 
 EDITS = "edits.jsonl"
@@ -86,7 +86,7 @@ def _pictures(root: Path, name: Any, what: str, world_cfg: WorldConfig) -> tuple
         raise ValueError(f'"{what}" must name a file, got {describe(name)}')
     try:
         kind, images = read_pictures(root, name, world_cfg.frames)
-    except _BadEntry as bad:
+    except BadEntry as bad:
         raise ValueError(f'"{what}": {bad}') from bad.__cause__
     pixels = torch.stack([square_pixels(image, world_cfg.image_size) for image in images])
     return kind, pixels[0] if kind == "image" else pixels
@@ -100,7 +100,7 @@ def _region(root: Path, name: Any, size: int) -> torch.Tensor:
         raise ValueError(f'"region": {shorten(name)} not found in {root}')
     try:
         mask = square_pixels(read_image(path, shorten(name)), size)  # (3, H, W), white = edit
-    except _BadEntry as bad:
+    except BadEntry as bad:
         raise ValueError(f'"region": {bad}') from bad.__cause__
     return mask.float().mean(dim=0) >= 128
 

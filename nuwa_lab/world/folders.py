@@ -63,7 +63,7 @@ class SkippedEntry(NamedTuple):
     message: str  # the error it would have raised
 
 
-class _BadEntry(Exception):
+class BadEntry(Exception):
     """One entry's problem; `reason` is its kind (counted when skipped)."""
 
     def __init__(
@@ -89,7 +89,7 @@ def parse_entry(raw: bytes, *, name: str = "captions.jsonl") -> tuple[str, str]:
     try:
         text = raw.decode("utf-8").removeprefix("\ufeff")  # the byte-order mark some editors write
     except UnicodeDecodeError as exc:
-        raise _BadEntry(
+        raise BadEntry(
             "non-UTF-8 line",
             f"not UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1}); save {name} "
             f"as UTF-8",
@@ -97,37 +97,37 @@ def parse_entry(raw: bytes, *, name: str = "captions.jsonl") -> tuple[str, str]:
     try:
         entry = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise _BadEntry(
+        raise BadEntry(
             "malformed line",
             f"not valid JSON ({exc.msg} at column {exc.colno}): {shorten(text)}; write one "
             f"object per line, like {EXAMPLE}",
         ) from exc
     if not isinstance(entry, dict):
-        raise _BadEntry(
+        raise BadEntry(
             "malformed line", f"expected a JSON object like {EXAMPLE}, got {describe(entry)}"
         )
     absent = [key for key in ("file", "caption") if key not in entry]
     if absent:
-        raise _BadEntry(
+        raise BadEntry(
             "malformed line",
             f"no {' or '.join(map(repr, absent))} in {shorten(text)}; each line needs both, "
             f"like {EXAMPLE}",
         )
     file, caption = entry["file"], entry["caption"]
     if not isinstance(file, str) or not file.strip():
-        raise _BadEntry(
+        raise BadEntry(
             "bad file name",
             f"'file' must name an image, a GIF or a folder of frames, got {describe(file)}",
         )
     if not isinstance(caption, str):
-        raise _BadEntry(
+        raise BadEntry(
             "non-string caption",
             f"{shorten(file)}: 'caption' must be a string, got {describe(caption)}; write the "
             f"caption as one string",
             file=file,
         )
     if not words(caption):
-        raise _BadEntry(
+        raise BadEntry(
             "empty caption",
             f"{shorten(file)}: the caption is empty; write what the file shows",
             file=file,
@@ -143,7 +143,7 @@ def read_image(path: Path, shown: str):
         with Image.open(path) as image:
             return rgb8(ImageOps.exif_transpose(image), shown)
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
-        raise _BadEntry(
+        raise BadEntry(
             "unreadable image", f"{shown}: unreadable image ({unreadable(exc)})"
         ) from exc
 
@@ -156,7 +156,7 @@ def read_gif(path: Path, shown: str) -> list:
         with Image.open(path) as image:
             return [frame.convert("RGB") for frame in ImageSequence.Iterator(image)]
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
-        raise _BadEntry("unreadable image", f"{shown}: unreadable GIF ({unreadable(exc)})") from exc
+        raise BadEntry("unreadable image", f"{shown}: unreadable GIF ({unreadable(exc)})") from exc
 
 
 def unreadable(exc: Exception) -> str:
@@ -175,7 +175,7 @@ def rgb8(image, shown: str):
         eight = np.round(np.clip(levels, 0, 65535) * (255 / 65535)).astype(np.uint8)
         return Image.fromarray(eight).convert("RGB")
     if image.mode == "F":
-        raise _BadEntry(
+        raise BadEntry(
             "unsupported file",
             f"{shown}: a 32-bit float image (mode 'F') has no known scale; save it with 8 or 16 "
             f"bits per channel",
@@ -199,11 +199,11 @@ def square_pixels(image, size: int) -> torch.Tensor:
 def read_pictures(root: Path, file: str, frames: int) -> tuple[str, list]:
     """("image", [one PIL image]) or ("video", its first `frames` frames) of `file` in `root`: an
     image, a GIF (a video when it has several frames) or a folder of frame images. A problem
-    raises `_BadEntry` naming the file (its reason one of the module docstring's)."""
+    raises `BadEntry` naming the file (its reason one of the module docstring's)."""
     path = root / file
     try:
         if not path.exists():
-            raise _BadEntry(
+            raise BadEntry(
                 "missing file",
                 f"{shorten(file)} not found in {root}; fix the name or remove the line",
                 missing=True,
@@ -211,7 +211,7 @@ def read_pictures(root: Path, file: str, frames: int) -> tuple[str, list]:
         if path.is_dir():
             names = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not names:
-                raise _BadEntry(
+                raise BadEntry(
                     "empty frame folder",
                     f"{shorten(file)}: the frame folder holds no images "
                     f"({', '.join(IMAGE_SUFFIXES)})",
@@ -226,21 +226,21 @@ def read_pictures(root: Path, file: str, frames: int) -> tuple[str, list]:
             check_frames(file, len(images), frames)
             return "video", images[:frames]
         if suffix not in IMAGE_SUFFIXES:
-            raise _BadEntry(
+            raise BadEntry(
                 "unsupported file",
                 f"{shorten(file)}: unsupported file type {suffix or 'without a suffix'!r}; "
                 f"use png/jpg/jpeg/bmp/webp, a GIF, or a folder of frames",
             )
         return "image", [read_image(path, shorten(file))]
     except OSError as exc:  # the system cannot read it: no permission, a name too long...
-        raise _BadEntry(
+        raise BadEntry(
             "unreadable file", f"{shorten(file)}: cannot read it ({exc.strerror or exc})"
         ) from exc
 
 
 def check_frames(file: str, available: int, frames: int) -> None:
     if available < frames:
-        raise _BadEntry(
+        raise BadEntry(
             "short video",
             f"{shorten(file)}: the video has {available} frames but world.frames="
             f"{frames}; give it more frames or lower world.frames",
@@ -292,7 +292,7 @@ class FolderDataset(Dataset):
                 file, caption = parse_entry(raw, name=self.index.name)
                 self._check_length(file, caption)
                 self.samples.append(self._load(file, caption))
-            except _BadEntry as bad:
+            except BadEntry as bad:
                 self._reject(number, file, bad)
         self._report_skipped()
         self._report_unknown_words()
@@ -308,7 +308,7 @@ class FolderDataset(Dataset):
         s = self.samples[index]
         return Sample(s.kind, s.pixels.float() / 255, None, s.caption, [], None)
 
-    def _reject(self, line: int, file: str | None, bad: _BadEntry) -> None:
+    def _reject(self, line: int, file: str | None, bad: BadEntry) -> None:
         message = f"{self.index}:{line}: {bad}"
         if self.on_error == "raise":
             error = FileNotFoundError if bad.missing else ValueError
@@ -323,7 +323,7 @@ class FolderDataset(Dataset):
         length = self.text_tokenizer.max_length
         count = len(words(caption))
         if count > length - 2:
-            raise _BadEntry(
+            raise BadEntry(
                 "over-long caption",
                 f"{shorten(file)}: the caption has {count:,} words ({len(caption):,} characters) "
                 f"but the text tokenizer holds {length - 2} (text.max_length={length}, less "
