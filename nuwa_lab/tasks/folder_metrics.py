@@ -29,7 +29,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from nuwa_lab.metrics import frechet_distance, psnr, ssim
@@ -37,7 +36,7 @@ from nuwa_lab.metrics.frechet import extract_features
 from nuwa_lab.metrics.ink_motion import ink_directions
 from nuwa_lab.metrics.intervals import bootstrap_interval, wilson_interval
 from nuwa_lab.metrics.label_probe import LabelProbe, class_accuracy
-from nuwa_lab.tasks.metrics import PSNR_CAP_DB, given_tokens_kept, region_psnr
+from nuwa_lab.tasks.metrics import PSNR_CAP_DB, given_tokens_kept, kept_region, region_psnr
 
 FRECHET_RESAMPLES = 200  # bootstrap draws of a Fréchet distance (each one a matrix square root)
 
@@ -71,6 +70,11 @@ def mean_scores(values: Tensor | np.ndarray, key: str) -> dict[str, float]:
 def capped_psnr(x: Tensor, y: Tensor) -> np.ndarray:
     """PSNR (dB) per item, capped at `PSNR_CAP_DB` (an identical pair is not infinitely good)."""
     return psnr(x, y).double().clamp(max=PSNR_CAP_DB).numpy()
+
+
+def capped_region_psnr(x: Tensor, y: Tensor, region: Tensor) -> np.ndarray:
+    """`region_psnr` per item, capped at `PSNR_CAP_DB` (NaN where the region is empty)."""
+    return region_psnr(x, y, region).double().clamp(max=PSNR_CAP_DB).numpy()
 
 
 def label_frechet(probe: LabelProbe, generated: Tensor, real: Tensor, key: str) -> dict:
@@ -202,25 +206,13 @@ def completion_scores(
     part (kept) against the truth, with intervals; `acc_class`: the probe reads the truth's class
     in the completed picture."""
     out = mean_scores(capped_psnr(generated, truth), "psnr_db")
-    hidden = region_psnr(generated, truth, ~visible).double().clamp(max=PSNR_CAP_DB)
-    out |= mean_scores(hidden.numpy(), "psnr_hidden_db")
-    kept = region_psnr(generated, truth, visible).double().clamp(max=PSNR_CAP_DB)
-    out |= mean_scores(kept.numpy(), "psnr_visible_db")
+    out |= mean_scores(capped_region_psnr(generated, truth, ~visible), "psnr_hidden_db")
+    out |= mean_scores(capped_region_psnr(generated, truth, visible), "psnr_visible_db")
     if probe is not None:
         out |= class_accuracy(probe, generated, labels, prefix="acc_class")
     if tokens is not None:
         out["given_tokens_kept"] = given_tokens_kept(tokens, fixed, given)
     return out
-
-
-def kept_region(shape: Sequence[int], edit_region: Tensor | None, given_frames) -> Tensor:
-    """bool, the shape of the pictures (b, [t,] 3, H, W) less the channel: what an edit keeps,
-    outside `edit_region` (TI2I) or the first `given_frames[i]` frames of item i (TV2V)."""
-    if edit_region is not None:
-        return ~edit_region
-    b, t, h, w = shape[0], shape[1], shape[-2], shape[-1]
-    first = torch.as_tensor(list(given_frames))
-    return (torch.arange(t)[None] < first[:, None])[:, :, None, None].expand(b, t, h, w)
 
 
 def manipulation_scores(
@@ -250,15 +242,14 @@ def manipulation_scores(
     All with 95% intervals (Wilson for rates, bootstrap over pairs for means)."""
     if (edit_region is None) == (given_frames is None):
         raise ValueError("pass edit_region (TI2I) or given_frames (TV2V), exactly one")
-    keep = kept_region(source.shape, edit_region, given_frames)
-    ours = region_psnr(generated, source, keep).double().clamp(max=PSNR_CAP_DB)
-    out = mean_scores(ours.numpy(), "psnr_kept_db")
-    edit = region_psnr(generated, target, ~keep).double().clamp(max=PSNR_CAP_DB)
-    out |= mean_scores(edit.numpy(), "psnr_edit_db")
+    keep = kept_region(source, edit_region, given_frames)
+    ours = capped_region_psnr(generated, source, keep)
+    out = mean_scores(ours, "psnr_kept_db")
+    out |= mean_scores(capped_region_psnr(generated, target, ~keep), "psnr_edit_db")
     if reconstruction is not None:
-        best = region_psnr(reconstruction, source, keep).double().clamp(max=PSNR_CAP_DB)
-        out |= mean_scores(best.numpy(), "psnr_kept_tokenizer_db")
-        out |= mean_scores((best - ours).numpy(), "kept_gap_db")
+        best = capped_region_psnr(reconstruction, source, keep)
+        out |= mean_scores(best, "psnr_kept_tokenizer_db")
+        out |= mean_scores(best - ours, "kept_gap_db")
     if probe is not None:
         out |= class_accuracy(probe, generated, labels, prefix="acc_class")
     if given_frames is not None:

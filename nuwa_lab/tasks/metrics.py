@@ -267,6 +267,18 @@ def outside_edit_parts(edit_region: Tensor, fixed: Tensor) -> dict[str, Tensor]:
     return {"given": given & ~edit_region, "redrawn": ~edit_region & ~given}
 
 
+def kept_region(source: Tensor, edit_region: Tensor | None, given_frames) -> Tensor:
+    """bool (b, [t,] H, W): what an edit keeps of `source` (b, [t,] 3, H, W), outside
+    `edit_region` (TI2I) or the first `given_frames[i]` frames of item i (TV2V)."""
+    if edit_region is not None:
+        return ~edit_region
+    frames = torch.arange(source.shape[1], device=source.device)
+    first = torch.tensor(list(given_frames), device=source.device)
+    return (frames[None] < first[:, None])[:, :, None, None].expand(
+        *source.shape[:2], *source.shape[-2:]
+    )
+
+
 def manipulation_metrics(
     probe: AttributeReader,
     generated: Tensor,
@@ -303,14 +315,7 @@ def manipulation_metrics(
         rows = [i for i, c in enumerate(changed) if c == attribute]
         sub = attribute_accuracy(probe, generated[rows], [asked[i] for i in rows])["all"]
         out[f"edit_success_{attribute}"] = sub
-    if edit_region is not None:
-        keep = ~edit_region
-    else:
-        frames = torch.arange(source.shape[1], device=source.device)
-        first = torch.tensor(list(given_frames), device=source.device)
-        keep = (frames[None] < first[:, None])[:, :, None, None].expand(
-            *source.shape[:2], *source.shape[-2:]
-        )
+    keep = kept_region(source, edit_region, given_frames)
     out["psnr_preserved_db"] = mean_psnr_db(region_psnr(generated, source, keep))
     if reconstruction is not None:
         out["psnr_preserved_tokenizer_db"] = mean_psnr_db(region_psnr(reconstruction, source, keep))

@@ -243,7 +243,7 @@ class FolderSource:
         self.check(task)
         if task in EDIT_TASKS:
             edits = self.edits.get((KIND_OF_TASK[task], split))
-            if split not in ("val", "test") or edits is None or offset + n > len(edits):
+            if edits is None or offset + n > len(edits):  # load_edits keeps val and test only
                 raise ValueError(
                     f"{task.upper()}: offset {offset} + {n} items exceeds the "
                     f"{0 if edits is None else len(edits)} {KIND_OF_TASK[task]} edit pairs of the "
