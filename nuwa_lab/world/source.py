@@ -27,7 +27,8 @@ kept beside its pixels, `FolderSource.records`, for what measures a folder (`lab
 
 A task that needs what a folder lacks raises naming it (`check_task`): "S2I needs segmentation
 maps: none found in PATH", "T2V needs captioned videos: PATH has 0". TI2I and TV2V read the
-folder's edit pairs, `edits.jsonl` (`nuwa_lab.world.edits`), kept in `FolderSource.edits`.
+folder's edit pairs, `edits.jsonl` (`nuwa_lab.world.edits`), read when first asked for
+(`FolderSource.edits`): a bad line stops TI2I and TV2V, not training.
 
 | thing | code |
 |---|---|
@@ -146,7 +147,19 @@ class FolderSource:
     files: dict[tuple[str, str], list[str]]
     records: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     skipped: int = 0  # entries left out under world.on_error = "skip"
-    edits: dict[tuple[str, str], EditSet] = field(default_factory=dict)  # edits.jsonl's pairs
+    world_cfg: WorldConfig | None = None  # what the edit pairs are read with, on first use
+    tokenizer: TextTokenizer | None = None
+    loaded_edits: dict[tuple[str, str], EditSet] | None = None
+
+    @property
+    def edits(self) -> dict[tuple[str, str], EditSet]:
+        """edits.jsonl's pairs {(kind, split): EditSet}, read the first time something asks: a
+        folder trains without them, and a bad line stops only TI2I / TV2V, naming the line."""
+        if self.loaded_edits is None:
+            if self.world_cfg is None or self.tokenizer is None:
+                raise ValueError("a FolderSource built by hand has no edit pairs: use load_folder")
+            self.loaded_edits = load_edits(self.root, self.world_cfg, self.tokenizer)
+        return self.loaded_edits
 
     def count(self, kind: str, split: str | None = None) -> int:
         """How many images / videos the folder has (in `split`, or in all)."""
@@ -308,7 +321,7 @@ def load_folder(world_cfg: WorldConfig, text_cfg: TextConfig) -> FolderSource:
         samples[sample.kind].append(sample)
         records[sample.kind].append(entry)
     source = FolderSource(root, digest, {}, {}, {}, skipped=data.skipped)
-    source.edits = load_edits(root, world_cfg, tok)
+    source.world_cfg, source.tokenizer = world_cfg, tok
     for kind in KINDS:
         rows = split_rows(names[kind], fields[kind])
         for split, chosen in rows.items():

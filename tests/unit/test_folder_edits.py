@@ -209,8 +209,22 @@ def test_a_bad_line_is_an_error_naming_its_line_and_the_fix(editable, line, mess
     write_edits(editable, [IMAGE_PAIR, line])
     cfg = folder_cfg(editable, "tiny")
     with pytest.raises(ValueError, match="edits.jsonl:2: ") as caught:
-        load_folder(cfg.world, cfg.text)
+        check_task(cfg.world, cfg.text, "ti2i")
     assert message in str(caught.value)
+
+
+def test_a_bad_edit_line_stops_the_edit_tasks_not_training(editable) -> None:
+    write_edits(editable, [IMAGE_PAIR, "not json"])
+    cfg = folder_cfg(editable, "tiny")
+    source = load_folder(cfg.world, cfg.text)  # reads captions.jsonl, not edits.jsonl
+    for task in ("t2i", "t2v", "v2v", "i2i"):
+        source.check(task)
+    assert source.count("image", "train") > 0
+    for task in ("ti2i", "tv2v"):
+        with pytest.raises(ValueError, match="edits.jsonl:2: not a JSON line"):
+            source.check(task)
+    write_edits(editable, [IMAGE_PAIR])  # mended: the next load reads the pairs again
+    assert load_folder(cfg.world, cfg.text).count_edits("image") == 1
 
 
 def test_a_task_without_pairs_of_its_kind_says_what_the_folder_has(tmp_path, digits) -> None:
