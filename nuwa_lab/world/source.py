@@ -41,6 +41,7 @@ folder's edit pairs, `edits.jsonl` (`nuwa_lab.world.edits`), read when first ask
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,21 +146,16 @@ class FolderSource:
     pixels: dict[tuple[str, str], torch.Tensor]  # (kind, split) -> uint8 (n, [t,] 3, H, W)
     captions: dict[tuple[str, str], list[str]]
     files: dict[tuple[str, str], list[str]]
+    world_cfg: WorldConfig  # what the edit pairs are read with, on first use
+    tokenizer: TextTokenizer
     records: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     skipped: int = 0  # entries left out under world.on_error = "skip"
-    world_cfg: WorldConfig | None = None  # what the edit pairs are read with, on first use
-    tokenizer: TextTokenizer | None = None
-    loaded_edits: dict[tuple[str, str], EditSet] | None = None
 
-    @property
+    @functools.cached_property
     def edits(self) -> dict[tuple[str, str], EditSet]:
         """edits.jsonl's pairs {(kind, split): EditSet}, read the first time something asks: a
         folder trains without them, and a bad line stops only TI2I / TV2V, naming the line."""
-        if self.loaded_edits is None:
-            if self.world_cfg is None or self.tokenizer is None:
-                raise ValueError("a FolderSource built by hand has no edit pairs: use load_folder")
-            self.loaded_edits = load_edits(self.root, self.world_cfg, self.tokenizer)
-        return self.loaded_edits
+        return load_edits(self.root, self.world_cfg, self.tokenizer)
 
     def count(self, kind: str, split: str | None = None) -> int:
         """How many images / videos the folder has (in `split`, or in all)."""
@@ -320,8 +316,7 @@ def load_folder(world_cfg: WorldConfig, text_cfg: TextConfig) -> FolderSource:
         names[sample.kind].append(entry["file"])
         samples[sample.kind].append(sample)
         records[sample.kind].append(entry)
-    source = FolderSource(root, digest, {}, {}, {}, skipped=data.skipped)
-    source.world_cfg, source.tokenizer = world_cfg, tok
+    source = FolderSource(root, digest, {}, {}, {}, world_cfg, tok, skipped=data.skipped)
     for kind in KINDS:
         rows = split_rows(names[kind], fields[kind])
         for split, chosen in rows.items():
