@@ -7,9 +7,10 @@ the folder format `FolderDataset` reads (`nuwa_lab.world.folders`): `captions.js
 `split`) that `FolderDataset` ignores and the digit probe reads.
 
 - images: each scan, ink dark on white paper, scaled to `size` pixels, captioned from
-  `IMAGE_TEMPLATES` ("a handwritten seven", "the digit seven", ...);
+  `IMAGE_TEMPLATES` ("a handwritten seven", "the digit seven", "an eight written by hand", ...);
 - videos (GIFs): a scan at half the canvas moving `speed` pixels per frame across a `size`×`size`
-  canvas, "a seven moves to the left" (`VIDEO_TEMPLATE`), one direction per video;
+  canvas, "a seven moves to the left" (`VIDEO_TEMPLATE`), one direction per video and
+  `videos_per_scan` videos of every scan (up to four: each scan then moves every way);
 - edit pairs (`edits.jsonl`, `nuwa_lab.world.edits`), one per test video: its first frame, then
   the digit turning to a perpendicular direction, "a seven moves up" (TV2V). There are no image
   pairs: a scan fills its picture, so an edit of the digit would leave nothing to keep (TI2I).
@@ -26,6 +27,7 @@ set's order) are the test scans, so a model is measured on handwriting it never 
 | a TV2V edit pair's target (a turn after the given frames) | `turned_video(scan, ...)` |
 | the edit pairs of the test videos (edits.jsonl) | `write_digit_edits(folder, lines, scans, ...)` |
 | the folder for a preset, unless it exists | `ensure_digits(folder, image_size=32, frames=4)` |
+| "a seven", "an eight" | `with_article(word)` |
 | a caption's digit and direction | `read_caption(caption)` |
 """
 
@@ -33,17 +35,28 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-IMAGE_TEMPLATES = ("a handwritten {digit}", "the digit {digit}", "a {digit} written by hand")
-VIDEO_TEMPLATE = "a {digit} moves {direction}"
+# {a_digit}: the digit word with its article ("a seven", "an eight")
+IMAGE_TEMPLATES = ("a handwritten {digit}", "the digit {digit}", "{a_digit} written by hand")
+VIDEO_TEMPLATE = "{a_digit} moves {direction}"
 DIRECTION_WORDS = {"left": "to the left", "right": "to the right", "up": "up", "down": "down"}
 # (dx, dy) in pixels per unit of speed: x grows to the right, y downwards
 MOTION = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 SCAN_MAX = 16  # the scans' ink scale: 0 (paper) .. 16 (full ink)
+VIDEOS_PER_SCAN = 1  # directions take turns over the scans (balanced per digit)
+EXPORT_VERSION = 2  # of the exported folder's contents; ensure_digits re-exports an older one
+# beside captions.jsonl: the version and the sizes the folder was exported with
+EXPORT_RECORD = "digits_export.json"
+
+
+def with_article(word: str) -> str:
+    """'a seven', 'an eight': the digit words that start with a vowel sound take 'an'."""
+    return f"{'an' if word == 'eight' else 'a'} {word}"
 
 
 def load_scans() -> tuple[np.ndarray, np.ndarray]:
@@ -186,7 +199,7 @@ def export_digits(
     size: int = 32,
     frames: int = 4,
     speed: int = 4,
-    videos_per_scan: int = 1,
+    videos_per_scan: int = VIDEOS_PER_SCAN,
     test_fraction: float = 0.2,
     limit: int | None = None,
 ) -> Path:
@@ -199,6 +212,10 @@ def export_digits(
     Returns the path of captions.jsonl."""
     if split not in ("train", "test", "all"):
         raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+    if not 1 <= videos_per_scan <= len(MOTION):
+        raise ValueError(
+            f"videos_per_scan must be 1 to {len(MOTION)} (a direction each), got {videos_per_scan}"
+        )
     if limit is not None and limit < 1:
         raise ValueError(
             f"limit must be a positive number of scans per split (or None), got {limit}"
@@ -219,7 +236,8 @@ def export_digits(
         word = DIGIT_WORDS[labels[i]]
         name = f"images/{part}_{i:04d}.png"
         digit_image(scans[i], size).save(folder / name)
-        caption = IMAGE_TEMPLATES[n % len(IMAGE_TEMPLATES)].format(digit=word)
+        template = IMAGE_TEMPLATES[n % len(IMAGE_TEMPLATES)]
+        caption = template.format(digit=word, a_digit=with_article(word))
         lines.append({"file": name, "caption": caption, "digit": int(labels[i]), "split": part})
         for v in range(videos_per_scan):
             direction = directions[(n + v) % len(directions)]
@@ -230,7 +248,7 @@ def export_digits(
                 {
                     "file": name,
                     "caption": VIDEO_TEMPLATE.format(
-                        digit=word, direction=DIRECTION_WORDS[direction]
+                        a_digit=with_article(word), direction=DIRECTION_WORDS[direction]
                     ),
                     "digit": int(labels[i]),
                     "direction": direction,
@@ -279,7 +297,7 @@ def write_digit_edits(
         name = f"edits/test_{scan:04d}_{direction}_{turn}.gif"
         clip[0].save(folder / name, save_all=True, append_images=clip[1:], duration=250, loop=0)
         word = DIGIT_WORDS[line["digit"]]
-        caption = VIDEO_TEMPLATE.format(digit=word, direction=DIRECTION_WORDS[turn])
+        caption = VIDEO_TEMPLATE.format(a_digit=with_article(word), direction=DIRECTION_WORDS[turn])
         pairs.append(
             {"source": line["file"], "target": name, "caption": caption,
              "given_frames": given_frames, "digit": line["digit"], "direction": turn}
@@ -291,20 +309,53 @@ def write_digit_edits(
 
 def ensure_digits(folder: str | Path, *, image_size: int, frames: int) -> bool:
     """Export all the digits to `folder`, sized for a preset (at least 32 px and 4 frames), unless
-    it holds a captions.jsonl already; True when it exported."""
+    it holds this version's export of that size already; True when it exported.
+
+    An older export of the digits (an `EXPORT_RECORD` of another version or size, or none beside
+    file names only `export_digits` writes) is replaced. A folder holding other captioned data is
+    refused, never overwritten."""
     folder = Path(folder)
     size, frames = max(32, image_size), max(4, frames)
-    index = folder / "captions.jsonl"
-    if not index.is_file():
-        export_digits(folder, split="all", size=size, frames=frames)
-        return True
-    if not (folder / "edits.jsonl").is_file():  # exported before edit pairs existed
-        lines = [json.loads(raw) for raw in index.read_text(encoding="utf-8").splitlines() if raw]
-        gif = next((folder / x["file"] for x in lines if x["file"].endswith(".gif")), None)
-        if gif is not None:
-            from PIL import Image
+    wanted = {
+        "version": EXPORT_VERSION,
+        "size": size,
+        "frames": frames,
+        "videos_per_scan": VIDEOS_PER_SCAN,
+    }
+    index, record = folder / "captions.jsonl", folder / EXPORT_RECORD
+    if index.is_file():
+        if _read_record(record) == wanted:
+            return False
+        if not record.is_file() and not _exported_here(index):
+            raise ValueError(
+                f"{folder} holds a captions.jsonl that is not an export of the digits; export "
+                "them to an empty folder, or use this one as it is (DATA / --data)"
+            )
+        for name in (EXPORT_RECORD, "captions.jsonl", "edits.jsonl"):
+            (folder / name).unlink(missing_ok=True)
+        for name in ("images", "videos", "edits"):
+            shutil.rmtree(folder / name, ignore_errors=True)
+    export_digits(folder, split="all", size=size, frames=frames)
+    partial = record.with_suffix(".json.partial")
+    partial.write_text(json.dumps(wanted) + "\n", encoding="utf-8")
+    partial.replace(record)
+    return True
 
-            with Image.open(gif) as clip:
-                size, frames = clip.size[0], clip.n_frames
-        write_digit_edits(folder, lines, load_scans()[0], size=size, frames=frames)
-    return False
+
+def _read_record(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _exported_here(index: Path) -> bool:
+    """True when every line of `index` names a file as `export_digits` names them."""
+    named = re.compile(r"(images/(train|test)_\d{4}\.png|videos/(train|test)_\d{4}_\w+\.gif)")
+    try:
+        lines = [json.loads(raw) for raw in index.read_text(encoding="utf-8").splitlines() if raw]
+    except ValueError:
+        return False
+    return bool(lines) and all(
+        isinstance(x, dict) and "digit" in x and named.fullmatch(str(x.get("file"))) for x in lines
+    )

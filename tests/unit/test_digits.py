@@ -11,12 +11,16 @@ import torch
 from nuwa_lab import make_config
 from nuwa_lab.world.digits import (
     DIGIT_WORDS,
+    IMAGE_TEMPLATES,
+    VIDEO_TEMPLATE,
+    VIDEOS_PER_SCAN,
     digit_image,
     digit_video,
     export_digits,
     load_scans,
     read_caption,
     split_indices,
+    with_article,
 )
 from nuwa_lab.world.folders import FolderDataset
 
@@ -69,6 +73,14 @@ def test_captions_name_the_digit_and_the_direction() -> None:
     assert read_caption("a nine moves to the left") == (9, "left")
     assert read_caption("a two moves up") == (2, "up")
     assert read_caption("a cat") == (None, None)
+    assert read_caption("an eight moves to the right") == (8, "right")
+
+
+def test_the_captions_take_an_before_eight_and_a_before_the_other_digits() -> None:
+    assert [with_article(w) for w in ("one", "eight", "seven")] == ["a one", "an eight", "a seven"]
+    for template in (*IMAGE_TEMPLATES, VIDEO_TEMPLATE):
+        caption = template.format(digit="eight", a_digit=with_article("eight"), direction="up")
+        assert "a eight" not in caption
 
 
 def test_the_exported_folder_reads_back_as_captioned_images_and_videos(tmp_path) -> None:
@@ -76,7 +88,7 @@ def test_the_exported_folder_reads_back_as_captioned_images_and_videos(tmp_path)
     lines = [json.loads(x) for x in index.read_text().splitlines()]
     scans, labels = load_scans()
     n_test = len(split_indices(labels)["test"])
-    assert len(lines) == 2 * n_test  # an image and a video per test scan
+    assert len(lines) == (1 + VIDEOS_PER_SCAN) * n_test  # an image and its videos per scan
     assert {line["split"] for line in lines} == {"test"}
     for line in lines:
         digit, direction = read_caption(line["caption"])
@@ -86,7 +98,7 @@ def test_the_exported_folder_reads_back_as_captioned_images_and_videos(tmp_path)
         data = FolderDataset(tmp_path / "digits", world)
     assert len(data) == len(lines) and data.skipped == 0
     kinds = [data[i].kind for i in range(len(data))]
-    assert kinds.count("image") == kinds.count("video") == n_test
+    assert kinds.count("image") == n_test and kinds.count("video") == VIDEOS_PER_SCAN * n_test
     video = next(data[i] for i in range(len(data)) if data[i].kind == "video")
     assert video.pixels.shape == (world.frames, 3, world.image_size, world.image_size)
     assert not torch.equal(video.pixels[0], video.pixels[1])  # it moves
@@ -97,3 +109,16 @@ def test_the_exported_folder_reads_back_as_captioned_images_and_videos(tmp_path)
     got = image.pixels.permute(1, 2, 0) * 255
     assert (got - expected).abs().max() <= 1.0
     assert DIGIT_WORDS[lines[0]["digit"]] in image.caption
+
+
+def test_four_videos_per_scan_move_each_scan_every_way(tmp_path) -> None:
+    index = export_digits(tmp_path / "digits", split="test", limit=5, videos_per_scan=4)
+    lines = [json.loads(x) for x in index.read_text().splitlines()]
+    ways: dict[str, list] = {}
+    for line in lines:
+        if "direction" in line:
+            ways.setdefault(line["file"].split("_")[1], []).append(line["direction"])
+    assert len(ways) == 5 and len(lines) == 5 * (1 + 4)
+    assert all(sorted(w) == ["down", "left", "right", "up"] for w in ways.values())
+    with pytest.raises(ValueError, match="videos_per_scan must be 1 to 4"):
+        export_digits(tmp_path / "five", split="test", limit=1, videos_per_scan=5)

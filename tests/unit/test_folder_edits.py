@@ -24,6 +24,7 @@ from nuwa_lab.tasks.folder_metrics import manipulation_scores
 from nuwa_lab.tasks.metrics import PSNR_CAP_DB
 from nuwa_lab.world.digits import (
     MOTION,
+    VIDEOS_PER_SCAN,
     digit_video,
     ensure_digits,
     export_digits,
@@ -106,13 +107,32 @@ def test_a_turned_video_keeps_the_given_frames_and_then_moves_the_new_way(direct
             assert len({f.tobytes() for f in clip}) == 4  # every frame moves (GIF keeps it)
 
 
-def test_a_folder_exported_before_edit_pairs_gets_them(tmp_path, digits) -> None:
+def test_an_older_export_is_replaced_and_other_data_is_refused(
+    tmp_path, digits, monkeypatch
+) -> None:
+    import nuwa_lab.world.digits as module
+
+    small = lambda folder, **kw: export_digits(folder, limit=SCANS, **kw)  # noqa: E731
+    monkeypatch.setattr(module, "export_digits", small)
     folder = tmp_path / "old"
-    shutil.copytree(digits, folder)
+    shutil.copytree(digits, folder)  # an export without a record: made before records existed
     (folder / "edits.jsonl").unlink()
     shutil.rmtree(folder / "edits")
-    assert ensure_digits(folder, image_size=16, frames=2) is False  # not exported again
-    assert (folder / "edits.jsonl").read_bytes() == (digits / "edits.jsonl").read_bytes()
+    stale = folder / "videos" / "train_0000_sideways.gif"
+    stale.write_bytes(b"GIF89a")
+    assert ensure_digits(folder, image_size=16, frames=2) is True
+    assert (folder / "edits.jsonl").is_file() and not stale.exists()
+    lines = (folder / "captions.jsonl").read_text(encoding="utf-8").splitlines()
+    videos = [json.loads(x) for x in lines if ".gif" in x]
+    assert len({(v["file"].split("_")[1], v["direction"]) for v in videos}) == len(videos)
+    assert len(videos) == VIDEOS_PER_SCAN * (len(lines) - len(videos))  # this version's videos
+    assert ensure_digits(folder, image_size=16, frames=2) is False  # this version: kept
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "captions.jsonl").write_text('{"file": "cat.png", "caption": "a cat"}\n')
+    with pytest.raises(ValueError, match="not an export of the digits"):
+        ensure_digits(other, image_size=16, frames=2)
+    assert (other / "captions.jsonl").is_file()
 
 
 # ---- image pairs and the region ----
@@ -229,7 +249,10 @@ def test_a_bad_edit_line_stops_the_edit_tasks_not_training(editable) -> None:
 
 def test_a_task_without_pairs_of_its_kind_says_what_the_folder_has(tmp_path, digits) -> None:
     cfg = folder_cfg(digits)
-    with pytest.raises(ValueError, match=r"TI2I needs image edit pairs: .* has 0 \(and 8 video"):
+    pairs = len((digits / "edits.jsonl").read_text(encoding="utf-8").splitlines())
+    with pytest.raises(
+        ValueError, match=rf"TI2I needs image edit pairs: .* has 0 \(and {pairs} video"
+    ):
         check_task(cfg.world, cfg.text, "ti2i")
     bare = tmp_path / "bare"
     shutil.copytree(digits, bare)
