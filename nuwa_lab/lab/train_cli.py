@@ -34,9 +34,9 @@ from nuwa_lab.recipes.kit import load_kit
 from nuwa_lab.recipes.label_probe import KIND as LABEL_PROBE
 from nuwa_lab.recipes.pretrain import PRETRAIN_TASKS
 from nuwa_lab.tasks.folder_evaluate import folder_reconstruction
-from nuwa_lab.world.digits import ensure_digits
+from nuwa_lab.world.digits import digits_exported, ensure_digits
 from nuwa_lab.world.labels import class_field, class_names
-from nuwa_lab.world.source import CAPTIONS, load_folder
+from nuwa_lab.world.source import load_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,8 +86,10 @@ def overrides(pairs: list[str]) -> dict[str, Any]:
 
 
 def export_if_asked(folder: Path, cfg_world, wanted: bool) -> None:
-    """Export the digits to `folder` (sized for the preset) when asked and it has no captions."""
-    if not wanted or (folder / CAPTIONS).is_file():
+    """Export the digits to `folder` (sized for the preset) when asked, unless they are there."""
+    if not wanted or digits_exported(
+        folder, image_size=cfg_world.image_size, frames=cfg_world.frames
+    ):
         return
     print(f"exporting scikit-learn's handwritten digits to {folder} ...", flush=True)
     start = time.perf_counter()

@@ -27,6 +27,7 @@ set's order) are the test scans, so a model is measured on handwriting it never 
 | a TV2V edit pair's target (a turn after the given frames) | `turned_video(scan, ...)` |
 | the edit pairs of the test videos (edits.jsonl) | `write_digit_edits(folder, lines, scans, ...)` |
 | the folder for a preset, unless it exists | `ensure_digits(folder, image_size=32, frames=4)` |
+| does it exist (this version, these sizes)? | `digits_exported(folder, image_size=32, frames=4)` |
 | "a seven", "an eight" | `with_article(word)` |
 | a caption's digit and direction | `read_caption(caption)` |
 """
@@ -315,16 +316,10 @@ def ensure_digits(folder: str | Path, *, image_size: int, frames: int) -> bool:
     file names only `export_digits` writes) is replaced. A folder holding other captioned data is
     refused, never overwritten."""
     folder = Path(folder)
-    size, frames = max(32, image_size), max(4, frames)
-    wanted = {
-        "version": EXPORT_VERSION,
-        "size": size,
-        "frames": frames,
-        "videos_per_scan": VIDEOS_PER_SCAN,
-    }
+    wanted = _export_record(image_size, frames)
     index, record = folder / "captions.jsonl", folder / EXPORT_RECORD
     if index.is_file():
-        if _read_record(record) == wanted:
+        if digits_exported(folder, image_size=image_size, frames=frames):
             return False
         if not record.is_file() and not _exported_here(index):
             raise ValueError(
@@ -335,11 +330,28 @@ def ensure_digits(folder: str | Path, *, image_size: int, frames: int) -> bool:
             (folder / name).unlink(missing_ok=True)
         for name in ("images", "videos", "edits"):
             shutil.rmtree(folder / name, ignore_errors=True)
-    export_digits(folder, split="all", size=size, frames=frames)
+    export_digits(folder, split="all", size=wanted["size"], frames=wanted["frames"])
     partial = record.with_suffix(".json.partial")
     partial.write_text(json.dumps(wanted) + "\n", encoding="utf-8")
     partial.replace(record)
     return True
+
+
+def digits_exported(folder: str | Path, *, image_size: int, frames: int) -> bool:
+    """True when `folder` holds this version's export of the digits, sized for a preset."""
+    folder = Path(folder)
+    recorded = _read_record(folder / EXPORT_RECORD)
+    return (folder / "captions.jsonl").is_file() and recorded == _export_record(image_size, frames)
+
+
+def _export_record(image_size: int, frames: int) -> dict:
+    """What `EXPORT_RECORD` holds for a preset's sizes (at least 32 px and 4 frames)."""
+    return {
+        "version": EXPORT_VERSION,
+        "size": max(32, image_size),
+        "frames": max(4, frames),
+        "videos_per_scan": VIDEOS_PER_SCAN,
+    }
 
 
 def _read_record(path: Path) -> dict | None:

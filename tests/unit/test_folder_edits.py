@@ -26,6 +26,7 @@ from nuwa_lab.world.digits import (
     MOTION,
     VIDEOS_PER_SCAN,
     digit_video,
+    digits_exported,
     ensure_digits,
     export_digits,
     load_scans,
@@ -126,6 +127,8 @@ def test_an_older_export_is_replaced_and_other_data_is_refused(
     videos = [json.loads(x) for x in lines if ".gif" in x]
     assert len({(v["file"].split("_")[1], v["direction"]) for v in videos}) == len(videos)
     assert len(videos) == VIDEOS_PER_SCAN * (len(lines) - len(videos))  # this version's videos
+    assert digits_exported(folder, image_size=16, frames=2)
+    assert not digits_exported(folder, image_size=64, frames=2)  # another size: exported again
     assert ensure_digits(folder, image_size=16, frames=2) is False  # this version: kept
     other = tmp_path / "mine"
     other.mkdir()
