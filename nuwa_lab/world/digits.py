@@ -263,7 +263,8 @@ def export_digits(
 
 
 def _write_lines(path: Path, lines: list[dict]) -> None:
-    partial = path.with_suffix(".jsonl.partial")
+    """One JSON object a line, written whole or not at all."""
+    partial = path.with_name(path.name + ".partial")
     partial.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     partial.replace(path)
 
@@ -316,11 +317,11 @@ def ensure_digits(folder: str | Path, *, image_size: int, frames: int) -> bool:
     file names only `export_digits` writes) is replaced. A folder holding other captioned data is
     refused, never overwritten."""
     folder = Path(folder)
+    if digits_exported(folder, image_size=image_size, frames=frames):
+        return False
     wanted = _export_record(image_size, frames)
     index, record = folder / "captions.jsonl", folder / EXPORT_RECORD
     if index.is_file():
-        if digits_exported(folder, image_size=image_size, frames=frames):
-            return False
         if not record.is_file() and not _exported_here(index):
             raise ValueError(
                 f"{folder} holds a captions.jsonl that is not an export of the digits; export "
@@ -331,9 +332,7 @@ def ensure_digits(folder: str | Path, *, image_size: int, frames: int) -> bool:
         for name in ("images", "videos", "edits"):
             shutil.rmtree(folder / name, ignore_errors=True)
     export_digits(folder, split="all", size=wanted["size"], frames=wanted["frames"])
-    partial = record.with_suffix(".json.partial")
-    partial.write_text(json.dumps(wanted) + "\n", encoding="utf-8")
-    partial.replace(record)
+    _write_lines(record, [wanted])
     return True
 
 
