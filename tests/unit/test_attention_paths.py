@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from nuwa_lab.attention import PATTERNS, attend
 from nuwa_lab.attention.api import AUTO_MASKED_PAIRS
+from nuwa_lab.attention.masks import make_spec
+from nuwa_lab.attention.nearby import nearby_attend
 
 TOL = dict(atol=1e-5, rtol=1e-5)
 axis = st.integers(1, 5)
@@ -127,9 +129,34 @@ def test_float64_paths_agree_to_rounding():
     q, k, v = tensors(4 * 6 * 6, 4 * 6 * 6, seed=3, e=8, dtype=torch.float64)
     for pattern in PATTERNS:
         kwargs = dict(pattern=pattern, q_grid=(4, 6, 6), causal=True, extent=(1, 2, 2))
-        out = attend(q, k, v, backend="efficient", **kwargs)
-        ref = attend(q, k, v, backend="dense", **kwargs)
+        out, grads = outputs_and_grads(q, k, v, "efficient", kwargs)
+        ref, ref_grads = outputs_and_grads(q, k, v, "dense", kwargs)
         torch.testing.assert_close(out, ref, atol=1e-12, rtol=1e-12)
+        for g, r in zip(grads, ref_grads, strict=True):  # the hand-written backward, to rounding
+            torch.testing.assert_close(g, r, atol=1e-12, rtol=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    grids,
+    st.tuples(*[st.integers(0, 3)] * 3),
+    st.tuples(st.integers(1, 3), st.integers(1, 6), st.integers(1, 6)),
+    st.booleans(),
+    st.integers(0, 2**16),
+)
+def test_nearby_equals_the_oracle_for_any_tile(grid, extent, tile, causal, seed):
+    """Tiles need not divide the grid: edge tiles are smaller, their padding masked."""
+    n = grid[0] * grid[1] * grid[2]
+    q, k, v = tensors(n, n, seed)
+    spec = make_spec("nearby", grid, None, causal, extent=extent)
+    out = nearby_attend(q, k, v, spec, tile=tile)
+    weights = torch.linspace(-1, 1, out.numel()).reshape(out.shape)
+    grads = torch.autograd.grad((out * weights).sum(), (q, k, v))
+    kwargs = dict(pattern="nearby", q_grid=grid, causal=causal, extent=extent)
+    ref, ref_grads = outputs_and_grads(q, k, v, "dense", kwargs)
+    torch.testing.assert_close(out, ref, **TOL)
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r, **TOL)
 
 
 @pytest.mark.slow  # ~7-15 s: the first FlexAttention call sets up dynamo and vmap
