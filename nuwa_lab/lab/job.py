@@ -243,9 +243,13 @@ def run_lab(
 
     elapsed = time.perf_counter() - start
     host = (host_before, matmul_rate() / 1e9)
-    md, page = write_report(
-        preset, root=root, runs_dir=runs_dir, lab_seconds=elapsed, host_gflops=host
-    )
+    try:
+        md, page = write_report(
+            preset, root=root, runs_dir=runs_dir, lab_seconds=elapsed, host_gflops=host
+        )
+    except FileNotFoundError as error:  # the report would lose notebooks run elsewhere
+        echo(f"report not written: {error}")
+        return 1
     echo(f"report: {md} and {page}")
     echo(
         f"lab ({preset}) took {elapsed / 60:.1f} min; host matmul {host[0]:.0f} GFLOP/s before, "
@@ -320,7 +324,11 @@ def dry_run(
 
 def run(args: argparse.Namespace) -> int:
     if args.report_only:
-        md, page = write_report(args.preset, root=project_root())
+        try:
+            md, page = write_report(args.preset, root=project_root())
+        except FileNotFoundError as error:
+            print(f"report not written: {error}", file=sys.stderr)
+            return 1
         print(f"report: {md} and {page}")
         return 0
     if args.dry_run:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import json
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -22,7 +24,7 @@ from nuwa_lab.lab.experiment import (
 from nuwa_lab.lab.experiment import cli as sweep_command
 from nuwa_lab.lab.experiment.lab_runs import read_lab_runs, task_target_rows
 from nuwa_lab.lab.experiment.paper import NOT_COMPARABLE
-from nuwa_lab.lab.experiment.report import build_report
+from nuwa_lab.lab.experiment.report import build_report, write_report
 from nuwa_lab.lab.experiment.runner import notebook_fingerprint, stale_reason
 from nuwa_lab.lab.job import dry_run, lab_plan, lab_runs, run_lab
 from nuwa_lab.train.files import atomic_write_json
@@ -532,3 +534,36 @@ def test_a_mean_target_carries_its_logged_bootstrap_interval_and_a_margin_its_ow
     beats = [r for r in task_target_rows(read_lab_runs(folder, tmp_path)) if "copy" in r["target"]]
     assert beats[0]["95% interval"] == "`psnr_gain_from_frame2_db` [0.8, 1.6]"
     assert beats[0]["interval clears the goal"] == "yes"
+
+
+def test_a_rebuilt_report_keeps_the_notebook_runs_a_fresh_checkout_lacks(tmp_path: Path) -> None:
+    write_notebook(tmp_path / "notebooks" / "00_ok.ipynb")
+    write_notebook(tmp_path / "notebooks" / "01_two.ipynb")
+    runs = tmp_path / "experiments" / "runs"
+    for stem, y in (("00_ok", 10), ("01_two", 20)):
+        run = runs / "lab-tiny" / stem
+        (run / "figures").mkdir(parents=True)
+        (run / "figures" / "cell03_0.png").write_bytes(base64.b64decode(PNG))
+        write_record(run / "metrics.json", {"y": y})
+        record = {"status": "ok", "params": {"PRESET": "tiny"}, "wall_time_s": 60.0}
+        write_record(run / "run.json", {**record, "has_metrics": True})
+    md, _ = write_report("tiny", root=tmp_path)
+    first = md.read_text()
+    assert "| y | 10 |" in first and "| y | 20 |" in first
+    kept = tmp_path / "experiments" / "reports" / "tiny" / "runs"
+    assert sorted(p.name for p in kept.iterdir()) == ["00_ok", "01_two"]
+
+    shutil.rmtree(runs / "lab-tiny" / "00_ok")  # a fresh machine that ran 01 only
+    again = write_report("tiny", root=tmp_path)[0].read_text()
+    assert "| y | 10 |" in again and "| y | 20 |" in again
+    assert "![cell03_0.png](figures/00_ok-cell03_0.png)" in again
+    assert (md.parent / "figures" / "00_ok-cell03_0.png").is_file()  # not pruned: still shown
+    assert "read from the records an earlier report kept" in again and "99 · Test" in again
+
+    shutil.rmtree(runs)  # nothing run here at all: the kept records alone rebuild it
+    assert "| y | 10 |" in write_report("tiny", root=tmp_path)[0].read_text()
+
+    shutil.rmtree(kept)  # no runs, no records: refuse rather than drop the notebook sections
+    with pytest.raises(FileNotFoundError, match="would drop their sections"):
+        write_report("tiny", root=tmp_path)
+    assert md.read_text().count("| y |") == 2

@@ -46,6 +46,14 @@ code { background: #f4f4f4; padding: 0 0.2rem; }
 """
 
 
+def figure_name(path: Path) -> str:
+    """The name of `path`'s copy among the report's figures: prefixed by its run folder, so figures
+    of different runs never collide (a run's inline figures: <run>/figures/<n>.png)."""
+    if path.parent.name == "figures":
+        return f"{path.parent.parent.name}-{path.stem}.png"
+    return f"{path.parent.name}-{path.stem}.png".lstrip(".")
+
+
 def _inline_html(text: str) -> str:
     """Escape, then render `code` and **bold** (the only inline markup the report uses)."""
     text = html.escape(text)
@@ -62,6 +70,7 @@ class Document:
         self.base = Path(base)
         self.max_figure_bytes = max_figure_bytes
         self.figure_dir = Path(figure_dir) if figure_dir is not None else None
+        self.figure_names: set[str] = set()  # the files of figure_dir this document shows
         self._md: list[str] = []
         self._html: list[str] = []
 
@@ -125,10 +134,11 @@ class Document:
         run folder, so figures of different runs never collide); an animated PNG is copied as
         it is, so the report's videos play."""
         self.figure_dir.mkdir(parents=True, exist_ok=True)
-        name = f"{path.parent.name}-{path.stem}.png".lstrip(".")
-        if path.parent.name == "figures":  # a run's inline figures: <run>/figures/<n>.png
-            name = f"{path.parent.parent.name}-{path.stem}.png"
-        target = self.figure_dir / name
+        if path.parent.resolve() == self.figure_dir.resolve():  # already one of the report's
+            self.figure_names.add(path.name)
+            return path
+        target = self.figure_dir / figure_name(path)
+        self.figure_names.add(target.name)
         tmp = target.with_name(f".{target.name}.tmp")
         with Image.open(path) as image:
             if getattr(image, "is_animated", False):  # an APNG video: kept whole, so it plays

@@ -8,14 +8,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from nuwa_lab.lab.experiment.archive import keep_run
 from nuwa_lab.lab.experiment.notebook import notebook_title
 from nuwa_lab.lab.experiment.runner import METRICS_FILE, PARAMS_FILE, RUN_FILE, read_json
 from nuwa_lab.metrics.intervals import rate_interval
 from nuwa_lab.tasks.report import ITEM_RATES, TARGETS
+from nuwa_lab.train.files import atomic_write_json
 
 # a yes/no target decided by means, and the per-item margin whose interval says how safely:
 # V2V beats copy-last when its PSNR gain over copy-last (frames 2..) is above zero
 MARGINS = {"beats_copy_last_from_frame2": "psnr_gain_from_frame2_db"}
+
+
+# The lab's run folders are not committed, so a fresh checkout has none. Each report keeps the
+# records of the runs it shows beside it, experiments/reports/<preset>/runs/<notebook>/ (run.json,
+# metrics.json, params.json, and figures.json: which of the report's figures are the run's), and a
+# report rebuilt where the run folders are missing reads them from there instead of dropping them.
+KEPT_RUNS = "runs"
+FIGURE_LIST = "figures.json"
 
 
 def lab_folder(runs_dir: Path, preset: str) -> Path:
@@ -42,6 +52,30 @@ def read_lab_runs(folder: Path, root: Path) -> list[dict[str, Any]]:
                 "params": read_json(run_dir / PARAMS_FILE) or {},
             }
         )
+    return runs
+
+
+def keep_lab_records(runs: list[dict[str, Any]], report_dir: Path, figures: dict[str, Any]) -> None:
+    """Keep the records of the finished `runs` (and `figures[stem]`: {"shown": names, "total": n})
+    in `report_dir/runs/`, each replacing what an earlier report kept of the same notebook."""
+    kept = Path(report_dir) / KEPT_RUNS
+    for run in runs:
+        if run["record"] and keep_run(run["dir"], kept / run["stem"]):
+            atomic_write_json(kept / run["stem"] / FIGURE_LIST, figures.get(run["stem"], {}))
+
+
+def kept_lab_runs(report_dir: Path, root: Path) -> list[dict[str, Any]]:
+    """The runs as `keep_lab_records` kept them, each with "figures" (the report's own files, in
+    the order shown) and "figure_total"; [] when none were kept."""
+    kept = Path(report_dir) / KEPT_RUNS
+    runs = read_lab_runs(kept, root) if kept.is_dir() else []
+    notebooks = Path(root) / "notebooks"  # a notebook since removed is not shown
+    runs = [r for r in runs if (notebooks / f"{r['stem'].partition('-')[0]}.ipynb").exists()]
+    for run in runs:
+        listed = read_json(run["dir"] / FIGURE_LIST) or {}
+        shown = [Path(report_dir) / "figures" / name for name in listed.get("shown", [])]
+        run["figures"] = [p for p in shown if p.exists()]
+        run["figure_total"] = listed.get("total", len(run["figures"]))
     return runs
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +34,14 @@ from nuwa_lab.lab.experiment.compare import (
     Comparison,
     comparison_tables,
 )
-from nuwa_lab.lab.experiment.document import Document
-from nuwa_lab.lab.experiment.lab_runs import lab_folder, read_lab_runs, task_target_rows
+from nuwa_lab.lab.experiment.document import Document, figure_name
+from nuwa_lab.lab.experiment.lab_runs import (
+    keep_lab_records,
+    kept_lab_runs,
+    lab_folder,
+    read_lab_runs,
+    task_target_rows,
+)
 from nuwa_lab.lab.experiment.paper import NOT_COMPARABLE, NOTEBOOK_REFERENCES, SWEEP_REFERENCES
 from nuwa_lab.lab.experiment.provenance import provenance
 from nuwa_lab.lab.experiment.results import SWEEPS as SWEEP_ORDER
@@ -179,11 +184,12 @@ def _notebook_section(doc: Document, run: dict[str, Any]) -> None:
             doc.note(
                 f"{NOT_COMPARABLE}. The paper ({ref.source}): {ref.measure}: {ref.paper}{mine}."
             )
-    figures = _figures(run["dir"])
-    if figures:
-        doc.figures(figures[:FIGURES_PER_NOTEBOOK])
-        if len(figures) > FIGURES_PER_NOTEBOOK:
-            doc.paragraph(f"({len(figures) - FIGURES_PER_NOTEBOOK} more figures in the run folder)")
+    figures = run["figures"] if "figures" in run else _figures(run["dir"])[:FIGURES_PER_NOTEBOOK]
+    if figures:  # captioned by the run's own file names (a kept figure's lose their prefix)
+        doc.figures(figures, [p.name.removeprefix(f"{run['stem']}-") for p in figures])
+        total = run.get("figure_total") or len(_figures(run["dir"]))
+        if total > len(figures):
+            doc.paragraph(f"({total - len(figures)} more figures in the run folder)")
 
 
 def _sweep_files(root: Path) -> list[tuple[str, dict[str, Any], Path]]:
@@ -273,6 +279,11 @@ def build_report(
     doc = Document(base=base, figure_dir=base / "figures" if report_dir else None)
     folder = lab_folder(runs_dir, preset)
     runs = read_lab_runs(folder, root) if folder.is_dir() else []
+    have = {run["stem"] for run in runs}
+    kept = (
+        [r for r in kept_lab_runs(report_dir, root) if r["stem"] not in have] if report_dir else []
+    )
+    runs = sorted(runs + kept, key=lambda run: run["stem"])
     info = provenance(str(root))
     doc.heading(f"nuwa_lab results, preset `{preset}`", 1)
     doc.note(
@@ -288,6 +299,8 @@ def build_report(
         + f"; {info['cpu_count']} CPUs ({info['platform']})."
     )
     preview = folder / "world_preview.png"
+    if not preview.exists() and report_dir is not None:  # as the kept report shows it
+        preview = Path(report_dir) / "figures" / figure_name(preview)
     if preview.exists():
         doc.heading("The Shapes World", 2)
         doc.figures([preview], ["python -m nuwa_lab world --preview"])
@@ -301,6 +314,13 @@ def build_report(
     _task_seeds_section(doc, runs_dir, preset)
     if runs:
         doc.heading("Notebooks", 2)
+        if kept:
+            doc.note(
+                f"Not in this machine's {folder}, so read from the records an earlier report "
+                f"kept (experiments/reports/{preset}/runs/, with its figures): "
+                + ", ".join(run["title"] for run in kept)
+                + "."
+            )
         for run in runs:
             _notebook_section(doc, run)
 
@@ -332,13 +352,43 @@ def report_folder(root: Path, preset: str) -> Path:
     return Path(root) / "experiments" / "reports" / preset
 
 
+def notebook_titles(report: Path) -> list[str]:
+    """The notebook sections ("### <title>" under "## Notebooks") of a written report.md."""
+    if not report.exists():
+        return []
+    text = report.read_text(encoding="utf-8").partition("\n## Notebooks\n")[2]
+    section = text.partition("\n## ")[0]
+    return [line[4:] for line in section.splitlines() if line.startswith("### ")]
+
+
 def write_report(preset: str, *, root: Path, runs_dir: Path | None = None, **kwargs: Any):
     """Write the report of `preset` (report.md, report.html, figures/); return the two paths."""
     folder = report_folder(root, preset)
-    figures = folder / "figures"
-    if figures.is_dir():  # figures of an earlier report that this one may no longer show
-        shutil.rmtree(figures)
+    lab = lab_folder(Path(runs_dir or root / "experiments" / "runs"), preset)
+    runs = read_lab_runs(lab, root) if lab.is_dir() else []
+    earlier = folder / "report.md"
+    readable = {run["title"] for run in runs + kept_lab_runs(folder, root)}
+    lost = [title for title in notebook_titles(earlier) if title not in readable]
+    if lost:
+        raise FileNotFoundError(
+            f"neither {lab} nor the records kept in {folder / 'runs'} hold the runs of "
+            f"{', '.join(lost)}, so rebuilding would drop their sections of {earlier}; run them "
+            f"first (`python -m nuwa_lab lab --preset {preset}`), or delete the report to start "
+            "it afresh"
+        )
     doc = build_report(preset, root=root, runs_dir=runs_dir, report_dir=folder, **kwargs)
+    for old in (folder / "figures").glob("*.png"):  # figures this report no longer shows
+        if old.name not in doc.figure_names:
+            old.unlink()
     md, page = folder / "report.md", folder / "report.html"
     doc.write(md, page, title=f"nuwa_lab results ({preset})")
+    if runs:  # what a fresh checkout's rebuild will read (`kept_lab_runs`)
+        shown = {
+            run["stem"]: {
+                "shown": [figure_name(p) for p in _figures(run["dir"])[:FIGURES_PER_NOTEBOOK]],
+                "total": len(_figures(run["dir"])),
+            }
+            for run in runs
+        }
+        keep_lab_records(runs, folder, shown)
     return md, page
