@@ -60,7 +60,7 @@ def keep_lab_records(runs: list[dict[str, Any]], report_dir: Path, figures: dict
     in `report_dir/runs/`, each replacing what an earlier report kept of the same notebook."""
     kept = Path(report_dir) / KEPT_RUNS
     for run in runs:
-        if run["record"] and keep_run(run["dir"], kept / run["stem"]):
+        if keep_run(run["dir"], kept / run["stem"]):  # finished, not smoke
             atomic_write_json(kept / run["stem"] / FIGURE_LIST, figures.get(run["stem"], {}))
 
 

@@ -383,12 +383,10 @@ def write_report(preset: str, *, root: Path, runs_dir: Path | None = None, **kwa
     md, page = folder / "report.md", folder / "report.html"
     doc.write(md, page, title=f"nuwa_lab results ({preset})")
     if runs:  # what a fresh checkout's rebuild will read (`kept_lab_runs`)
-        shown = {
-            run["stem"]: {
-                "shown": [figure_name(p) for p in _figures(run["dir"])[:FIGURES_PER_NOTEBOOK]],
-                "total": len(_figures(run["dir"])),
-            }
-            for run in runs
-        }
+        shown = {}
+        for run in runs:
+            figures = _figures(run["dir"])
+            names = [figure_name(p) for p in figures[:FIGURES_PER_NOTEBOOK]]
+            shown[run["stem"]] = {"shown": names, "total": len(figures)}
         keep_lab_records(runs, folder, shown)
     return md, page
