@@ -30,6 +30,7 @@ from nuwa_lab.config.build import (
     check_config,
     config_hash,
     make_config,
+    shorter_schedules,
 )
 from nuwa_lab.config.choices import (
     ATTENTION_PATTERNS,
@@ -72,5 +73,5 @@ __all__ = [
     "SHAPES", "SIZES", "TASKS", "TOKENIZER_KINDS", "Config", "ModelConfig", "PretrainConfig",
     "ProbeConfig", "Rule", "SampleConfig", "TaskConfig", "TextConfig", "TokenizerConfig",
     "TrainConfig", "WorldConfig", "as_dict", "check_config", "config_hash", "has_type",
-    "make_config", "resolve_device",
+    "make_config", "resolve_device", "shorter_schedules",
 ]  # fmt: skip

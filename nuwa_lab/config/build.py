@@ -172,3 +172,31 @@ def config_hash(*parts: Any, length: int = 12) -> str:
 def as_dict(cfg: Any) -> dict[str, Any]:
     """A JSON-friendly dict of a config (for metrics.json and run folders)."""
     return dataclasses.asdict(cfg)
+
+
+def shorter_schedules(cfg: Config, fraction: float) -> dict[str, Any]:
+    """Overrides that train every stage of `cfg` for `fraction` of its optimizer steps.
+
+    The tokenizer, the multi-task pretraining and each task's fine-tuning budget
+    (`tasks.finetune_budgets` and the default `tasks.finetune_steps`) are scaled, at least one
+    step each; the discriminator starts as far into the tokenizer's shorter schedule. Warm-ups,
+    batch sizes, learning rates and the probes' schedules are kept. For a small data set (the
+    digits' 1,437 training scans) whose full schedules would pass over each item dozens of times:
+
+        cfg = make_config("tiny", **shorter_schedules(make_config("tiny"), 0.25))
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1] (1 keeps the schedules), got {fraction}")
+
+    def steps(n: int) -> int:
+        return max(1, round(n * fraction))
+
+    return {
+        "tokenizer.steps": steps(cfg.tokenizer.steps),
+        "tokenizer.disc_start": round(cfg.tokenizer.disc_start * fraction),
+        "train.steps": steps(cfg.train.steps),
+        "tasks.finetune_steps": steps(cfg.tasks.finetune_steps),
+        "tasks.finetune_budgets": tuple(
+            (task, steps(n), batch, lr) for task, n, batch, lr in cfg.tasks.finetune_budgets
+        ),
+    }
