@@ -174,29 +174,33 @@ def as_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def shorter_schedules(cfg: Config, fraction: float) -> dict[str, Any]:
-    """Overrides that train every stage of `cfg` for `fraction` of its optimizer steps.
+def shorter_schedules(cfg: Config, *, tokenizer: float = 1.0, model: float = 1.0) -> dict[str, Any]:
+    """Overrides that train the tokenizer for a fraction `tokenizer` of its optimizer steps, and
+    the transformer (multi-task pretraining and every task's fine-tuning budget) for `model`.
 
-    The tokenizer, the multi-task pretraining and each task's fine-tuning budget
-    (`tasks.finetune_budgets` and the default `tasks.finetune_steps`) are scaled, at least one
-    step each; the discriminator starts as far into the tokenizer's shorter schedule. Warm-ups,
-    batch sizes, learning rates and the probes' schedules are kept. For a small data set (the
-    digits' 1,437 training scans) whose full schedules would pass over each item dozens of times:
+    Each stage keeps at least one step; the discriminator starts as far into the tokenizer's
+    shorter schedule. Warm-ups, batch sizes, learning rates and the probes' schedules are kept.
+    For a small data set (the digits' 1,437 training scans) whose full schedules would show the
+    models each item dozens of times:
 
-        cfg = make_config("tiny", **shorter_schedules(make_config("tiny"), 0.25))
+        short = shorter_schedules(make_config("tiny"), tokenizer=0.25, model=0.5)
+        cfg = make_config("tiny", **short)
     """
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1] (1 keeps the schedules), got {fraction}")
+    for name, fraction in (("tokenizer", tokenizer), ("model", model)):
+        if not 0 < fraction <= 1:
+            raise ValueError(
+                f"{name} must be a fraction in (0, 1] (1 keeps the schedule), got {fraction}"
+            )
 
-    def steps(n: int) -> int:
+    def steps(n: int, fraction: float) -> int:
         return max(1, round(n * fraction))
 
     return {
-        "tokenizer.steps": steps(cfg.tokenizer.steps),
-        "tokenizer.disc_start": round(cfg.tokenizer.disc_start * fraction),
-        "train.steps": steps(cfg.train.steps),
-        "tasks.finetune_steps": steps(cfg.tasks.finetune_steps),
+        "tokenizer.steps": steps(cfg.tokenizer.steps, tokenizer),
+        "tokenizer.disc_start": round(cfg.tokenizer.disc_start * tokenizer),
+        "train.steps": steps(cfg.train.steps, model),
+        "tasks.finetune_steps": steps(cfg.tasks.finetune_steps, model),
         "tasks.finetune_budgets": tuple(
-            (task, steps(n), batch, lr) for task, n, batch, lr in cfg.tasks.finetune_budgets
+            (task, steps(n, model), batch, lr) for task, n, batch, lr in cfg.tasks.finetune_budgets
         ),
     }

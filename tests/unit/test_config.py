@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from nuwa_lab.config import PRESETS, config_hash, make_config, resolve_device
+from nuwa_lab.config import PRESETS, config_hash, make_config, resolve_device, shorter_schedules
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -69,3 +69,34 @@ def test_auto_device_is_cpu_without_cuda() -> None:
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == expected
     assert resolve_device("cpu").type == "cpu"
+
+
+def test_shorter_schedules_scale_every_stage_and_keep_the_rest() -> None:
+    tiny = make_config("tiny")
+    short = make_config("tiny", **shorter_schedules(tiny, tokenizer=0.25, model=0.5))
+    assert short.tokenizer.steps == tiny.tokenizer.steps // 4
+    assert short.tokenizer.disc_start == tiny.tokenizer.disc_start // 4
+    assert short.train.steps == round(tiny.train.steps / 2)
+    for task, steps, batch, lr in tiny.tasks.finetune_budgets:
+        assert short.tasks.finetune_budget(task) == (round(steps / 2), batch, lr)
+    assert short.tasks.finetune_budget("i2i")[0] == round(tiny.tasks.finetune_steps / 2)
+    # warm-ups, batches, learning rates and the probes are not schedules of the models trained
+    assert (short.train.warmup, short.train.batch_size, short.train.lr) == (
+        tiny.train.warmup,
+        tiny.train.batch_size,
+        tiny.train.lr,
+    )
+    assert short.probe == tiny.probe
+    # 1 changes nothing (the same artifact keys); a tiny fraction still trains one step a stage
+    assert make_config("tiny", **shorter_schedules(tiny)) == tiny
+    smoke = make_config("smoke")
+    assert make_config("smoke", **shorter_schedules(smoke, model=1e-6)).train.steps == 1
+
+
+@pytest.mark.parametrize("fraction", [0, -0.5, 1.5])
+@pytest.mark.parametrize("stage", ["tokenizer", "model"])
+def test_shorter_schedules_refuse_a_fraction_outside_zero_to_one(
+    stage: str, fraction: float
+) -> None:
+    with pytest.raises(ValueError, match=rf"{stage} must be a fraction in \(0, 1\]"):
+        shorter_schedules(make_config("tiny"), **{stage: fraction})
