@@ -60,10 +60,10 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("results", ("10",)),
 )
 # Notebooks that run only when `--only` names them (`python -m nuwa_lab lab --only 11`): 11 trains
-# a tokenizer, a label probe, a model and its T2I / T2V of its own on the digits, about 26 minutes
+# a tokenizer, a label probe, a model and its T2I / T2V of its own on the digits, about 14 minutes
 # beyond the tiny lab's 45 minutes, and its results are not read by notebook 10 or the report's
 # tables.
-OPTIONAL = {"11": "your own data: trains its own artifacts on the digits (about 26 min at tiny)"}
+OPTIONAL = {"11": "your own data: trains its own artifacts on the digits (about 14 min at tiny)"}
 RESULTS_STAGE = "results"
 MODALITIES = ("image", "video")  # the values of a notebook's MODALITY parameter, each run
 # Items per split the lab's task notebooks (06-09) are measured on (their NUM_EVAL), by preset; a
