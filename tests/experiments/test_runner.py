@@ -564,6 +564,7 @@ def test_a_rebuilt_report_keeps_the_notebook_runs_a_fresh_checkout_lacks(tmp_pat
     assert "| y | 10 |" in write_report("tiny", root=tmp_path)[0].read_text()
 
     shutil.rmtree(kept)  # no runs, no records: refuse rather than drop the notebook sections
-    with pytest.raises(FileNotFoundError, match="would drop their sections"):
+    with pytest.raises(FileNotFoundError, match="would drop their sections") as refused:
         write_report("tiny", root=tmp_path)
+    assert "lab --preset tiny`; an optional notebook" in str(refused.value)  # how to restore them
     assert md.read_text().count("| y |") == 2

@@ -373,8 +373,8 @@ def write_report(preset: str, *, root: Path, runs_dir: Path | None = None, **kwa
         raise FileNotFoundError(
             f"neither {lab} nor the records kept in {folder / 'runs'} hold the runs of "
             f"{', '.join(lost)}, so rebuilding would drop their sections of {earlier}; run them "
-            f"first (`python -m nuwa_lab lab --preset {preset}`), or delete the report to start "
-            "it afresh"
+            f"first (`python -m nuwa_lab lab --preset {preset}`; an optional notebook such as 11 "
+            "runs with `--only NN`), or delete the report to start it afresh"
         )
     doc = build_report(preset, root=root, runs_dir=runs_dir, report_dir=folder, **kwargs)
     for old in (folder / "figures").glob("*.png"):  # figures this report no longer shows
