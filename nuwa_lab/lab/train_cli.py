@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from nuwa_lab.config import make_config
-from nuwa_lab.recipes.cache import artifact_dir, get_or_train, load_meta
+from nuwa_lab.recipes.cache import artifact_dir, get_or_train, is_trained, load_meta
 from nuwa_lab.recipes.kit import load_kit
 from nuwa_lab.recipes.label_probe import KIND as LABEL_PROBE
 from nuwa_lab.recipes.pretrain import PRETRAIN_TASKS
@@ -106,7 +106,7 @@ def interval(scores: dict[str, Any], key: str, unit: str = "") -> str:
 
 def timed(kind: str, cfg, args) -> tuple[Any, str]:
     """The artifact `kind` (trained or loaded) and 'trained in 12 s' / 'loaded'."""
-    trained_before = (artifact_dir(kind, cfg) / "meta.json").is_file() and not args.retrain
+    trained_before = is_trained(kind, cfg) and not args.retrain
     module = get_or_train(kind, cfg, progress=not args.quiet, retrain=args.retrain)
     if trained_before:
         return module, "loaded from the cache"

@@ -25,6 +25,7 @@ from nuwa_lab.recipes.cache import (
     artifact_dir,
     default_root,
     get_or_train,
+    is_trained,
     load_meta,
     registered_kinds,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "default_root",
     "finetune",
     "get_or_train",
+    "is_trained",
     "label_probe",
     "load_kit",
     "load_meta",

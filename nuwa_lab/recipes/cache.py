@@ -230,6 +230,11 @@ def artifact_dir(kind: str, cfg: Config, *, root: str | os.PathLike | None = Non
     return Path(root or default_root()) / f"{kind}-{digest}"
 
 
+def is_trained(kind: str, cfg: Config, *, root: str | os.PathLike | None = None) -> bool:
+    """Whether `kind` under `cfg` has a finished artifact (its `meta.json`, written last)."""
+    return (artifact_dir(kind, cfg, root=root) / META_FILE).is_file()
+
+
 def retrain_hint(kind: str, folder: Path) -> str:
     """How to rebuild the artifact `kind` in `folder`: the end of every ArtifactError."""
     return (
