@@ -16,7 +16,10 @@ as Nq·Nk. Axis letters: b batch, heads, n query tokens, m key tokens, e head wi
 the "auto" backend runs on small grids. On a video grid it runs one query frame at a time over
 the contiguous run of keys that frame's rows can see (`frame_bands`): frames are contiguous in
 raster order, so nearby attention with extent e^t = 1 needs keys of frames t-1..t only, and the
-(H·W, 2·H·W) mask of each frame skips the products with keys no row of it sees.
+(H·W, 2·H·W) mask of each frame skips the products with keys no row of it sees. On the CPU in
+fp32 the bands run in one autograd node (`_FrameBands`), whose backward adds each band's key and
+value gradients into one buffer: sliced keys would each cost autograd a zero-filled tensor of the
+whole k (and v) and an add into it.
 """
 
 from __future__ import annotations
@@ -131,8 +134,60 @@ def masked_sdpa_attend(
     bands = frame_bands(spec, k.shape[-2], str(q.device)) if q_positions is None and small else None
     if bands is None:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    if q.device.type == "cpu" and q.dtype == torch.float32:
+        return _FrameBands.apply(q, k, v, _additive_bands(spec, k.shape[-2]))
     parts = [
         F.scaled_dot_product_attention(q[:, :, a:b], k[:, :, lo:hi], v[:, :, lo:hi], attn_mask=m)
         for a, b, lo, hi, m in bands
     ]
     return torch.cat(parts, dim=2)
+
+
+# the fused CPU kernel behind F.scaled_dot_product_attention, and its backward
+_flash_cpu = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+_flash_cpu_backward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+
+
+@lru_cache(maxsize=64)
+def _additive_bands(spec: AttentionSpec, n_keys: int) -> tuple:
+    """`frame_bands` on the CPU, each mask as the additive bias the kernel reads (0 seen, -inf not),
+    made once instead of at every call."""
+    bands = frame_bands(spec, n_keys, "cpu")
+    return tuple(
+        (a, b, lo, hi, torch.zeros(m.shape).masked_fill_(~m, float("-inf")))
+        for a, b, lo, hi, m in bands
+    )
+
+
+class _FrameBands(torch.autograd.Function):
+    """y[band] = SDPA(q[band], k[lo:hi], v[lo:hi], mask) for each query frame's band, as one
+    autograd node: the backward writes dq band by band and adds dk, dv into one buffer each.
+    Measured at the tiny preset's video grid (4, 8, 8), nearby (1, 3, 3), batch 11, 4 heads of 32,
+    forward + backward on 2 CPU cores: 10.3 ms against 11.9 ms with sliced keys (causal)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, bands):
+        outs, lses = [], []
+        for a, b, lo, hi, bias in bands:
+            out, lse = _flash_cpu(q[:, :, a:b], k[:, :, lo:hi], v[:, :, lo:hi], attn_mask=bias)
+            outs.append(out)
+            lses.append(lse)
+        ctx.bands = bands
+        ctx.save_for_backward(q, k, v, *outs, *lses)
+        return torch.cat(outs, dim=2)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        q, k, v, *saved = ctx.saved_tensors
+        outs, lses = saved[: len(ctx.bands)], saved[len(ctx.bands) :]
+        dq, dk, dv = torch.empty_like(q), torch.zeros_like(k), torch.zeros_like(v)
+        for (a, b, lo, hi, bias), out, lse in zip(ctx.bands, outs, lses, strict=True):
+            gq, gk, gv = _flash_cpu_backward(
+                grad[:, :, a:b], q[:, :, a:b], k[:, :, lo:hi], v[:, :, lo:hi], out, lse,
+                0.0, False, attn_mask=bias,
+            )  # fmt: skip
+            dq[:, :, a:b] = gq
+            dk[:, :, lo:hi] += gk
+            dv[:, :, lo:hi] += gv
+        return dq, dk, dv, None

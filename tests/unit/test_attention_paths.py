@@ -213,3 +213,36 @@ def test_masked_path_slices_keys_per_query_frame_and_equals_the_oracle(causal):
         frame_bands(make_spec("nearby", (1, 8, 8), None, causal, extent=(0, 3, 3)), 64, "cpu")
         is None
     )
+
+
+@pytest.mark.parametrize("causal", (True, False))
+@pytest.mark.parametrize("dtype", (torch.float32, torch.float64))
+def test_masked_path_on_the_model_s_strided_heads_equals_the_oracle(causal, dtype):
+    # in the model q, k, v are strided views of one projection (chunk + split into heads) and the
+    # gradient arrives strided too; fp32 on the CPU runs the bands as one autograd node
+    # (`dense._FrameBands`), other dtypes slice the keys: both must equal the oracle
+    from nuwa_lab.attention.dense import masked_sdpa_attend
+    from nuwa_lab.attention.masks import make_spec
+
+    grid, heads, e = (4, 8, 8), 2, 8
+    spec = make_spec("nearby", grid, None, causal, extent=(1, 3, 3))
+    g = torch.Generator().manual_seed(11)
+    qkv = torch.randn(3, spec.n_q, 3 * heads * e, generator=g, dtype=dtype, requires_grad=True)
+
+    def heads_of(x):  # (b, n, heads * e) -> (b, heads, n, e), a view
+        return x.unflatten(-1, (heads, e)).transpose(1, 2)
+
+    def run(fn):
+        q, k, v = (heads_of(t) for t in qkv.chunk(3, dim=-1))
+        out = fn(q, k, v)
+        upstream = torch.randn(3, spec.n_q, heads * e, generator=torch.Generator().manual_seed(2),
+                               dtype=dtype)  # fmt: skip
+        (grad,) = torch.autograd.grad(out, qkv, heads_of(upstream))  # a strided gradient
+        return out, grad
+
+    out, grad = run(lambda q, k, v: masked_sdpa_attend(q, k, v, spec))
+    assert ("_FrameBands" in type(out.grad_fn).__name__) == (dtype == torch.float32)
+    ref, ref_grad = run(lambda q, k, v: attend(
+        q, k, v, pattern="nearby", q_grid=grid, causal=causal, extent=(1, 3, 3), backend="dense"))  # fmt: skip
+    torch.testing.assert_close(out, ref, **TOL)
+    torch.testing.assert_close(grad, ref_grad, **TOL)
