@@ -12,10 +12,11 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import fields, is_dataclass, replace
 from typing import Any
 
+from nuwa_lab.config.choices import TASKS
 from nuwa_lab.config.rules import has_type, short_repr, type_hints
 from nuwa_lab.config.sections import Config
 from nuwa_lab.presets import PRESETS, preset_overrides
@@ -174,19 +175,31 @@ def as_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def shorter_schedules(cfg: Config, *, tokenizer: float = 1.0, model: float = 1.0) -> dict[str, Any]:
+def shorter_schedules(
+    cfg: Config,
+    *,
+    tokenizer: float = 1.0,
+    model: float = 1.0,
+    finetune: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
     """Overrides that train the tokenizer for a fraction `tokenizer` of its optimizer steps, and
-    the transformer (multi-task pretraining and every task's fine-tuning budget) for `model`.
+    the transformer (multi-task pretraining and every task's fine-tuning budget) for `model`;
+    `finetune` gives some tasks' fine-tuning its own fraction instead of `model`.
 
     Each stage keeps at least one step; the discriminator starts as far into the tokenizer's
     shorter schedule. Warm-ups, batch sizes, learning rates and the probes' schedules are kept.
     For a small data set (the digits' 1,437 training scans) whose full schedules would show the
     models each item dozens of times:
 
-        short = shorter_schedules(make_config("tiny"), tokenizer=0.25, model=0.5)
+        short = shorter_schedules(make_config("tiny"), tokenizer=0.25, model=0.5,
+                                  finetune={"t2v": 0.75})
         cfg = make_config("tiny", **short)
     """
-    for name, fraction in (("tokenizer", tokenizer), ("model", model)):
+    finetune = dict(finetune or {})
+    unknown = sorted(set(finetune) - set(TASKS))
+    if unknown:
+        raise ValueError(f"finetune names {unknown}, not tasks; known: {', '.join(TASKS)}")
+    for name, fraction in (("tokenizer", tokenizer), ("model", model), *finetune.items()):
         if not 0 < fraction <= 1:
             raise ValueError(
                 f"{name} must be a fraction in (0, 1] (1 keeps the schedule), got {fraction}"
@@ -195,12 +208,17 @@ def shorter_schedules(cfg: Config, *, tokenizer: float = 1.0, model: float = 1.0
     def steps(n: int, fraction: float) -> int:
         return max(1, round(n * fraction))
 
+    tasks = cfg.tasks
+    rows = {task: (n, batch, lr) for task, n, batch, lr in tasks.finetune_budgets}
+    for task in finetune:  # a task on the shared budget gets a row of its own to scale
+        rows.setdefault(task, (tasks.finetune_steps, tasks.finetune_batch_size, tasks.finetune_lr))
     return {
         "tokenizer.steps": steps(cfg.tokenizer.steps, tokenizer),
         "tokenizer.disc_start": round(cfg.tokenizer.disc_start * tokenizer),
         "train.steps": steps(cfg.train.steps, model),
-        "tasks.finetune_steps": steps(cfg.tasks.finetune_steps, model),
+        "tasks.finetune_steps": steps(tasks.finetune_steps, model),
         "tasks.finetune_budgets": tuple(
-            (task, steps(n, model), batch, lr) for task, n, batch, lr in cfg.tasks.finetune_budgets
+            (task, steps(n, finetune.get(task, model)), batch, lr)
+            for task, (n, batch, lr) in rows.items()
         ),
     }

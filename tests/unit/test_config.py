@@ -93,6 +93,28 @@ def test_shorter_schedules_scale_every_stage_and_keep_the_rest() -> None:
     assert make_config("smoke", **shorter_schedules(smoke, model=1e-6)).train.steps == 1
 
 
+def test_shorter_schedules_give_a_task_s_fine_tuning_its_own_fraction() -> None:
+    tiny = make_config("tiny")
+    short = make_config("tiny", **shorter_schedules(tiny, model=0.5, finetune={"t2v": 0.75}))
+    steps, batch, lr = make_config("tiny").tasks.finetune_budget("t2v")
+    assert short.tasks.finetune_budget("t2v") == (round(steps * 0.75), batch, lr)
+    assert short.tasks.finetune_budget("t2i")[0] == round(tiny.tasks.finetune_budget("t2i")[0] / 2)
+    assert short.train.steps == round(tiny.train.steps / 2)
+    # a task on the shared budget (I2I at tiny; every task at smoke) gets a row of its own
+    short = make_config("tiny", **shorter_schedules(tiny, finetune={"i2i": 0.5}))
+    shared = tiny.tasks
+    want = (round(shared.finetune_steps / 2), shared.finetune_batch_size, shared.finetune_lr)
+    assert short.tasks.finetune_budget("i2i") == want
+    assert short.tasks.finetune_budget("s2i") == tiny.tasks.finetune_budget("s2i")
+    smoke = make_config("smoke")
+    same = make_config("smoke", **shorter_schedules(smoke, finetune={"t2v": 1.0}))
+    assert same.tasks.finetune_budget("t2v") == smoke.tasks.finetune_budget("t2v")
+    with pytest.raises(ValueError, match="finetune names \\['t3v'\\], not tasks"):
+        shorter_schedules(tiny, finetune={"t3v": 0.5})
+    with pytest.raises(ValueError, match=r"t2v must be a fraction in \(0, 1\]"):
+        shorter_schedules(tiny, finetune={"t2v": 1.5})
+
+
 @pytest.mark.parametrize("fraction", [0, -0.5, 1.5])
 @pytest.mark.parametrize("stage", ["tokenizer", "model"])
 def test_shorter_schedules_refuse_a_fraction_outside_zero_to_one(
