@@ -242,7 +242,7 @@ def test_masked_path_on_the_model_s_strided_heads_equals_the_oracle(causal, dtyp
 
     out, grad = run(lambda q, k, v: masked_sdpa_attend(q, k, v, spec))
     assert ("_FrameBands" in type(out.grad_fn).__name__) == (dtype == torch.float32)
-    ref, ref_grad = run(lambda q, k, v: attend(
-        q, k, v, pattern="nearby", q_grid=grid, causal=causal, extent=(1, 3, 3), backend="dense"))  # fmt: skip
+    pattern = dict(pattern="nearby", q_grid=grid, causal=causal, extent=(1, 3, 3))
+    ref, ref_grad = run(lambda q, k, v: attend(q, k, v, backend="dense", **pattern))
     torch.testing.assert_close(out, ref, **TOL)
     torch.testing.assert_close(grad, ref_grad, **TOL)
