@@ -11,6 +11,7 @@ Sizes are first-class (nanoGPT's habit): a preset names a whole, consistent set 
 
     cfg = make_config("tiny", **{"model.dim": 128, "train.steps": 500})
     cfg = make_config("smoke", model__dim=32)  # "__" works where a dot cannot be typed
+    cfg = make_config("tiny", **parse_overrides("pretrain.pool=24576 train.steps=3000"))
 
 An unknown preset or key raises a ValueError listing the valid ones. Each component reads only its
 own section (`cfg.world`, `cfg.tokenizer`, ...); `cfg.device` and `cfg.seed` are shared.
@@ -30,6 +31,7 @@ from nuwa_lab.config.build import (
     check_config,
     config_hash,
     make_config,
+    parse_overrides,
     shorter_schedules,
 )
 from nuwa_lab.config.choices import (
@@ -73,5 +75,5 @@ __all__ = [
     "SHAPES", "SIZES", "TASKS", "TOKENIZER_KINDS", "Config", "ModelConfig", "PretrainConfig",
     "ProbeConfig", "Rule", "SampleConfig", "TaskConfig", "TextConfig", "TokenizerConfig",
     "TrainConfig", "WorldConfig", "as_dict", "check_config", "config_hash", "has_type",
-    "make_config", "resolve_device", "shorter_schedules",
+    "make_config", "parse_overrides", "resolve_device", "shorter_schedules",
 ]  # fmt: skip

@@ -8,10 +8,12 @@ Checks run in two rounds: each field against its type and its section's `RULES`
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import json
 import math
+import shlex
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import fields, is_dataclass, replace
 from typing import Any
@@ -69,6 +71,28 @@ def make_config(preset: str = "tiny", **overrides: Any) -> Config:
             )
         cfg = _set(cfg, key.split("."), value, key)
     return check_config(cfg)
+
+
+def parse_overrides(text: str | list[str]) -> dict[str, Any]:
+    """{"train.steps": 200, "world.source": "shapes"} from "train.steps=200 world.source=shapes".
+
+    The form of a notebook's `CONFIG` parameter and of the CLI's `--set KEY=VALUE` (a list): pairs
+    separated by spaces (quote a value that holds spaces, e.g. 'model.nearby_extents=(1, 3, 3)'),
+    each value read as a Python literal, else kept as text. Keys are checked by `make_config`."""
+    pairs = shlex.split(text) if isinstance(text, str) else list(text)
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(
+                f"config override {pair!r}: write KEY=VALUE, e.g. train.steps=200 "
+                "(several are separated by spaces)"
+            )
+        try:
+            out[key.strip()] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key.strip()] = value
+    return out
 
 
 # Rules between fields: (the key reported, the test, what the key's value must be). Checked once

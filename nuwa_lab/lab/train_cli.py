@@ -23,12 +23,11 @@ files, malformed lines) with a warning that counts them, instead of stopping at 
 from __future__ import annotations
 
 import argparse
-import ast
 import time
 from pathlib import Path
 from typing import Any
 
-from nuwa_lab.config import make_config
+from nuwa_lab.config import make_config, parse_overrides
 from nuwa_lab.recipes.cache import artifact_dir, get_or_train, is_trained, load_meta
 from nuwa_lab.recipes.kit import load_kit
 from nuwa_lab.recipes.label_probe import KIND as LABEL_PROBE
@@ -72,17 +71,11 @@ def add_overrides(parser: argparse.ArgumentParser) -> None:
 
 
 def overrides(pairs: list[str]) -> dict[str, Any]:
-    """{"train.steps": 200} from ["train.steps=200"]: values read as Python literals, else text."""
-    out = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep or not key.strip():
-            raise SystemExit(f"--set {pair!r}: write KEY=VALUE, e.g. --set train.steps=200")
-        try:
-            out[key.strip()] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            out[key.strip()] = text
-    return out
+    """{"train.steps": 200} from ["train.steps=200"] (`config.parse_overrides`)."""
+    try:
+        return parse_overrides(pairs)
+    except ValueError as e:
+        raise SystemExit(f"--set: {e}") from None
 
 
 def export_if_asked(folder: Path, cfg_world, wanted: bool) -> None:

@@ -21,6 +21,7 @@ REQUIRED = {
     "DEVICE": "str",
     "RUN_DIR": "str",
     "INTERACTIVE": "bool",
+    "CONFIG": "str",
 }
 
 
@@ -94,6 +95,8 @@ def check_parameters_cell(nb, path: Path) -> list[str]:
             problems.append('PRESET must default to "tiny"')
         if name == "INTERACTIVE" and value is not False:
             problems.append("INTERACTIVE must default to False")
+        if name == "CONFIG" and value != "":
+            problems.append('CONFIG must default to "" (no overrides)')
     for name, annotation in REQUIRED.items():
         if name not in declared:
             problems.append(f"the parameters cell must declare {name}: {annotation}")
@@ -190,6 +193,36 @@ def check_logs_metrics(nb, path: Path) -> list[str]:
     return ["no code cell calls log_metrics(RUN_DIR, ...)"]
 
 
+def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
+    return [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and (node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None))
+        == name
+    ]
+
+
+def check_config_overrides_are_applied(nb, path: Path) -> list[str]:
+    """A notebook that builds a config reads CONFIG into it: `parse_overrides(CONFIG)`."""
+    builds = reads = False
+    for cell in code_cells(nb)[1:]:
+        if "exercise" in tags(cell):
+            continue
+        try:
+            tree = parse(cell.source)
+        except SyntaxError:
+            continue
+        builds = builds or bool(_calls(tree, "make_config"))
+        reads = reads or any(
+            any(isinstance(a, ast.Name) and a.id == "CONFIG" for a in call.args)
+            for call in _calls(tree, "parse_overrides")
+        )
+    if builds and not reads:
+        return ["the notebook calls make_config but never applies parse_overrides(CONFIG)"]
+    return []
+
+
 # the project's history (sessions, issues, people) lives in docs/lab-notes.md, not in notebooks
 HISTORY = re.compile(r"\b(session \d+|issue #\d+|engineer [A-Z]\b)", re.IGNORECASE)
 
@@ -214,6 +247,7 @@ CHECKS = [
     check_no_smoke_branches,
     check_summary_and_exercises,
     check_logs_metrics,
+    check_config_overrides_are_applied,
     check_no_history,
 ]
 
@@ -232,7 +266,9 @@ def bad_notebook() -> nbformat.NotebookNode:
         'PRESET: str = "smoke"  # a = b\nSEED = 0\nlr: float = 2 * 0.1\n'
     )
     helper = nbformat.v4.new_code_cell("def helper(x):\n    return x\n\nSMOKE = True")
-    branch = nbformat.v4.new_code_cell("n = 4 if PRESET == 'smoke' else 64\nprint(n)")
+    branch = nbformat.v4.new_code_cell(
+        "n = 4 if PRESET == 'smoke' else 64\nprint(n)\ncfg = make_config(PRESET)"
+    )
     branch.outputs = [nbformat.v4.new_output("stream", text="4\n")]
     branch.execution_count = 3
     nb = nbformat.v4.new_notebook(
@@ -277,6 +313,7 @@ def test_parameter_rules_name_each_problem() -> None:
         'PRESET must default to "tiny"',
         "must declare RUN_DIR: str",
         "must declare INTERACTIVE: bool",
+        "must declare CONFIG: str",
     ]:
         assert expected in problems
 

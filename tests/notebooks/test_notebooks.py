@@ -40,3 +40,29 @@ def test_notebook_runs_at_smoke_preset(notebook: Path, extra: dict, tmp_path: Pa
     )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics, f"{notebook.name} wrote an empty metrics.json"
+
+
+@pytest.mark.slow
+def test_config_overrides_reach_the_notebook_s_config(tmp_path: Path) -> None:
+    """CONFIG is applied (the tour logs the world's sizes) and a wrong key stops the run, named."""
+    import papermill
+
+    tour = ROOT / "notebooks" / "00_tour.ipynb"
+
+    def run(config: str, name: str) -> Path:
+        run_dir = tmp_path / name
+        papermill.execute_notebook(
+            str(tour),
+            str(tmp_path / f"{name}.ipynb"),
+            parameters={"PRESET": "smoke", "RUN_DIR": str(run_dir), "CONFIG": config},
+            cwd=str(ROOT / "notebooks"),
+            kernel_name="python3",
+            progress_bar=False,
+        )
+        return run_dir
+
+    metrics = json.loads((run("world.frames=3", "ok") / "metrics.json").read_text())
+    assert metrics["video_frames"] == 3  # the smoke preset has 2
+    wrong_key = "unknown config key 'world.framez'"
+    with pytest.raises(papermill.PapermillExecutionError, match=wrong_key):
+        run("world.framez=3", "bad")

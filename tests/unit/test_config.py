@@ -6,7 +6,14 @@ import dataclasses
 
 import pytest
 
-from nuwa_lab.config import PRESETS, config_hash, make_config, resolve_device, shorter_schedules
+from nuwa_lab.config import (
+    PRESETS,
+    config_hash,
+    make_config,
+    parse_overrides,
+    resolve_device,
+    shorter_schedules,
+)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -37,6 +44,34 @@ def test_override_beats_preset_value() -> None:
 def test_lists_from_yaml_become_tuples() -> None:
     cfg = make_config("tiny", **{"model.extent": [2, 1, 1]})
     assert cfg.model.extent == (2, 1, 1)
+
+
+def test_parse_overrides_reads_literals_text_and_quoted_values() -> None:
+    text = "pretrain.pool=24576 train.lr=3e-4 world.source=shapes 'model.extent=(2, 1, 1)'"
+    assert parse_overrides(text) == {
+        "pretrain.pool": 24576,
+        "train.lr": 3e-4,
+        "world.source": "shapes",
+        "model.extent": (2, 1, 1),
+    }
+    assert parse_overrides("") == {} and parse_overrides("  ") == {}
+    assert parse_overrides(["train.steps=20", "train.batch_size=4"]) == {
+        "train.steps": 20,
+        "train.batch_size": 4,
+    }
+    cfg = make_config("smoke", **parse_overrides(text))
+    assert cfg.pretrain.pool == 24576 and cfg.model.extent == (2, 1, 1)
+
+
+@pytest.mark.parametrize("bad", ["train.steps", "=3", "train.steps 200"])
+def test_parse_overrides_names_a_pair_without_key_or_value(bad: str) -> None:
+    with pytest.raises(ValueError, match=r"write KEY=VALUE, e\.g\. train\.steps=200"):
+        parse_overrides(bad)
+
+
+def test_a_notebook_s_config_keys_cannot_be_set_twice() -> None:
+    with pytest.raises(TypeError, match="seed"):
+        make_config("smoke", seed=1, **parse_overrides("seed=2"))
 
 
 def test_unknown_key_lists_valid_keys() -> None:
