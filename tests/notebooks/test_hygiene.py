@@ -204,8 +204,8 @@ def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
 
 
 def check_config_overrides_are_applied(nb, path: Path) -> list[str]:
-    """A notebook that builds a config reads CONFIG into it: `parse_overrides(CONFIG)`."""
-    builds = reads = False
+    """A notebook that builds a config reads CONFIG into it: `parse_overrides(CONFIG)`, imported."""
+    builds = reads = imports = False
     for cell in code_cells(nb)[1:]:
         if "exercise" in tags(cell):
             continue
@@ -218,8 +218,15 @@ def check_config_overrides_are_applied(nb, path: Path) -> list[str]:
             any(isinstance(a, ast.Name) and a.id == "CONFIG" for a in call.args)
             for call in _calls(tree, "parse_overrides")
         )
+        imports = imports or any(
+            isinstance(node, ast.ImportFrom)
+            and any(a.name == "parse_overrides" for a in node.names)
+            for node in ast.walk(tree)
+        )
     if builds and not reads:
         return ["the notebook calls make_config but never applies parse_overrides(CONFIG)"]
+    if reads and not imports:
+        return ["the notebook calls parse_overrides but never imports it from nuwa_lab.config"]
     return []
 
 
@@ -316,6 +323,16 @@ def test_parameter_rules_name_each_problem() -> None:
         "must declare CONFIG: str",
     ]:
         assert expected in problems
+
+
+def test_config_rule_finds_a_missing_import() -> None:
+    nb = bad_notebook()
+    nb.cells[3].source = "cfg = make_config(PRESET, **parse_overrides(CONFIG))"
+    assert check_config_overrides_are_applied(nb, Path("07_bad.ipynb")) == [
+        "the notebook calls parse_overrides but never imports it from nuwa_lab.config"
+    ]
+    nb.cells[3].source = "from nuwa_lab.config import parse_overrides\n" + nb.cells[3].source
+    assert check_config_overrides_are_applied(nb, Path("07_bad.ipynb")) == []
 
 
 def test_exercise_cells_may_define_functions() -> None:
