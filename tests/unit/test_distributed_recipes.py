@@ -98,9 +98,13 @@ def test_every_recipe_trains_on_two_processes_as_on_one(tmp_path: Path, monkeypa
             probe.load_state_dict(b)
             torch.testing.assert_close(probe_outputs(probe, cfg), mine, atol=1e-5, rtol=1e-4)
         else:
-            assert_close_states(a, b, name)
+            # Adam divides each step by the gradient's own running size, so an element whose
+            # gradient is near zero turns rounding into visible steps (one VQ-VAE conv weight of
+            # 2,304: 1.9e-5 apart on one host): each tensor to 1e-3 of its largest value, as the
+            # resume test below compares
+            assert_close_states(a, b, name, scale=1e-3)
     ablation = [torch.load(p / "ablation" / "model.pt") for p in (single, tmp_path / "two")]
-    assert_close_states(ablation[0], ablation[1], "ablation")
+    assert_close_states(ablation[0], ablation[1], "ablation", scale=1e-3)
 
     # rank 0 alone wrote: artifacts, checkpoints, token caches, pools, the ablation's files
     written = set(ranks[0]["renamed"])

@@ -64,7 +64,10 @@ def test_quick_step_profile_groups_add_up_and_the_matmul_flops_are_counted(capsy
     assert result["profiled_step_s"] == pytest.approx(sum(result["group_s"].values()))
     # the matmuls' FLOPs are part of the model FLOPs (which add the attention's pairs)
     assert 0 < result["matmul_flops"] <= result["model_flops"]
-    assert result["utilisation_max"] > result["utilisation"] > 0
+    # U_max bounds the utilisation of the profiled steps, whose groups hold the matmuls' time; the
+    # unprofiled step is timed apart, so on a loaded host U can exceed U_max at smoke sizes
+    profiled_u = result["model_flops"] / result["profiled_step_s"] / (result["matmul_gflops"] * 1e9)
+    assert result["utilisation_max"] >= profiled_u > 0 and result["utilisation"] > 0
     assert all(op_group(name) == "other kernels" for name in result["top_other_kernels_s"])
     out = capsys.readouterr().out
     assert "U_max" in out and "matmul" in out
