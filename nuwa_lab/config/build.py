@@ -77,7 +77,7 @@ def parse_overrides(text: str | list[str]) -> dict[str, Any]:
     """{"train.steps": 200, "world.source": "shapes"} from "train.steps=200 world.source=shapes".
 
     The form of a notebook's `CONFIG` parameter and of the CLI's `--set KEY=VALUE` (a list): pairs
-    separated by spaces (quote a value that holds spaces, e.g. 'model.nearby_extents=(1, 3, 3)'),
+    separated by spaces (quote a value that holds spaces, e.g. 'model.extent=(2, 1, 1)'),
     each value read as a Python literal, else kept as text. Keys are checked by `make_config`."""
     pairs = shlex.split(text) if isinstance(text, str) else list(text)
     out: dict[str, Any] = {}

@@ -178,21 +178,6 @@ def check_summary_and_exercises(nb, path: Path) -> list[str]:
     ]
 
 
-def check_logs_metrics(nb, path: Path) -> list[str]:
-    for cell in code_cells(nb):
-        try:
-            tree = parse(cell.source)
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call):
-                f = node.func
-                name = f.id if isinstance(f, ast.Name) else getattr(f, "attr", None)
-                if name == "log_metrics":
-                    return []
-    return ["no code cell calls log_metrics(RUN_DIR, ...)"]
-
-
 def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
     return [
         node
@@ -201,6 +186,17 @@ def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
         and (node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None))
         == name
     ]
+
+
+def check_logs_metrics(nb, path: Path) -> list[str]:
+    for cell in code_cells(nb):
+        try:
+            tree = parse(cell.source)
+        except SyntaxError:
+            continue
+        if _calls(tree, "log_metrics"):
+            return []
+    return ["no code cell calls log_metrics(RUN_DIR, ...)"]
 
 
 def check_config_overrides_are_applied(nb, path: Path) -> list[str]:
