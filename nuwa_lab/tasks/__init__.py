@@ -12,8 +12,9 @@
 | `metrics` | per-task measurements (probe accuracy, lab-FID/FVD, pixel accuracy, PSNR, edits) |
 | `evaluation` | `TaskKit`, `TaskEvaluation`, the sampling options |
 | `evaluate` | `evaluate_task` on the test / held-out split |
+| `rerank` | `edit_score_fn`: an edit's candidates ranked by the caption, then by the source kept |
 | `folder_evaluate`, `folder_metrics` | the tasks on a data folder, measured with its own labels |
-| `report` | `metrics_table`, `targets_table` (the tiny preset's targets), `headline_metrics` |
+| `report` | `metrics_table`, `targets_table` (tiny), `headline_metrics`, `reranking_table` |
 
 Fine-tuning on one task lives in `nuwa_lab.recipes.finetune` (`task_model(name, cfg)` picks the
 model a task runs with by default). Importing this package has no side effects.
@@ -56,9 +57,11 @@ from nuwa_lab.tasks.report import (
     headline_metrics,
     logged_metrics,
     metrics_table,
+    reranking_table,
     rows_table,
     targets_table,
 )
+from nuwa_lab.tasks.rerank import edit_score_fn
 from nuwa_lab.tasks.run import (
     TaskOutput,
     TaskTensors,
@@ -91,6 +94,7 @@ __all__ = [
     "completion_by_hidden_part",
     "headline_metrics",
     "metrics_table",
+    "reranking_table",
     "rows_table",
     "targets_table",
     "NOTEBOOK_PAIRS",
@@ -118,6 +122,7 @@ __all__ = [
     "predicted_motion_accuracy",
     "prediction_metrics",
     "probe_score_fn",
+    "edit_score_fn",
     "region_psnr",
     "run_task",
     "sketch_metrics",

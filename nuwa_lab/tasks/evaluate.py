@@ -12,8 +12,10 @@ measured on `cfg.sample.num_eval` items of the world's "test" split and, separat
 Sampling options come from `cfg.sample` (temperature, the task's own where
 `cfg.sample.task_temperatures` names it, top-k, top-p, candidates) and can be overridden per call.
 With `candidates > 1` the samples of each condition are re-ranked by how many asked attributes the
-probe reads back (the paper re-ranks with CLIP); tasks without a caption have nothing to rank by
-and reject it.
+probe reads back (the paper re-ranks with CLIP), and TI2I's then by how much of the source they
+keep (`nuwa_lab.tasks.rerank`); tasks without a caption have nothing to rank by and reject it.
+TI2I draws 4 candidates by default (`cfg.sample.task_candidates`); `candidates=1` gives single
+samples.
 
 Every mean over items (a PSNR, a pixel accuracy, the preservation gap) also gets its 95% bootstrap
 interval over the items, `<metric>_low` / `<metric>_high` (`nuwa_lab.tasks.item_intervals`).
@@ -48,6 +50,7 @@ from nuwa_lab.tasks.metrics import (
     sketch_metrics,
     text_to_visual_metrics,
 )
+from nuwa_lab.tasks.rerank import candidate_score
 from nuwa_lab.tasks.run import TaskOutput, run_task
 from nuwa_lab.tasks.spec import get_task, given_frames
 from nuwa_lab.tokenizer import VQModel
@@ -142,7 +145,9 @@ def evaluate_task(
                 f"candidates={options['candidates']}: re-ranking reads the caption back with the "
                 f"probe, and task {spec.name!r} has no caption; use candidates=1"
             )
-        options["score_fn"] = probe_score_fn(probe, kit.tokenizer, asked, options["candidates"])
+        n = options["candidates"]
+        caption = probe_score_fn(probe, kit.tokenizer, asked, n)
+        options["score_fn"] = candidate_score(spec.name, caption, kit.tokenizer, inputs, n)
     start = time.perf_counter()
     output = run_task(
         spec.name,

@@ -25,16 +25,23 @@ from nuwa_lab.world.source import FolderSource
 
 def sampling_options(cfg: SampleConfig, task: str | None = None) -> dict:
     """The keyword arguments of `sample` that come from the config's sample section; with a
-    `task`, its own temperature (`cfg.task_temperatures`) where it has one."""
-    unknown = sorted({name for name, _ in cfg.task_temperatures} - set(TASK_SPECS))
-    if unknown:
-        raise ValueError(
-            f"sample.task_temperatures names unknown tasks {unknown}; "
-            f"valid: {', '.join(TASK_SPECS)}"
+    `task`, its own temperature and number of candidates (`cfg.task_temperatures`,
+    `cfg.task_candidates`) where it has them."""
+    for key in ("task_temperatures", "task_candidates"):
+        unknown = sorted({name for name, _ in getattr(cfg, key)} - set(TASK_SPECS))
+        if unknown:
+            raise ValueError(
+                f"sample.{key} names unknown tasks {unknown}; valid: {', '.join(TASK_SPECS)}"
+            )
+    if task is None:
+        return dict(
+            temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p, candidates=cfg.candidates
         )
-    temperature = cfg.temperature if task is None else cfg.temperature_for(task)
     return dict(
-        temperature=temperature, top_k=cfg.top_k, top_p=cfg.top_p, candidates=cfg.candidates
+        temperature=cfg.temperature_for(task),
+        top_k=cfg.top_k,
+        top_p=cfg.top_p,
+        candidates=cfg.candidates_for(task),
     )
 
 

@@ -42,6 +42,7 @@ from nuwa_lab.tasks.folder_metrics import (
     text_to_image_scores,
     text_to_video_scores,
 )
+from nuwa_lab.tasks.rerank import candidate_score
 from nuwa_lab.tasks.run import run_task
 from nuwa_lab.tasks.spec import get_task, given_frames
 from nuwa_lab.tokenizer import VQModel
@@ -151,9 +152,9 @@ def evaluate_folder_task(
                 f"candidates={options['candidates']}: re-ranking reads the asked class back "
                 f"with the probe, and task {spec.name!r} has no caption; use candidates=1"
             )
-        options["score_fn"] = label_score_fn(
-            probe, kit.tokenizer, inputs["label"], options["candidates"]
-        )
+        n = options["candidates"]
+        caption = label_score_fn(probe, kit.tokenizer, inputs["label"], n)
+        options["score_fn"] = candidate_score(spec.name, caption, kit.tokenizer, inputs, n)
     start = time.perf_counter()
     tokenizers = kit.tokenizers
     output = run_task(spec.name, model, inputs, tokenizers=tokenizers, context=context, **options)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from nuwa_lab.metrics import psnr
+from nuwa_lab.metrics.intervals import rate_interval
 from nuwa_lab.tasks.metrics import mean_psnr_db, region_psnr
 from nuwa_lab.tasks.spec import get_task
 from nuwa_lab.world.datasets import hidden_regions
@@ -106,6 +107,26 @@ def metrics_table(*evaluations: Any) -> str:
     for name in names:
         cells = [_fmt(ev.metrics.get(name, "")) for ev in evaluations]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def reranking_table(single: Any, ranked: Any) -> str:
+    """A Markdown table of an edit's measures from single samples beside the re-ranked ones
+    (`nuwa_lab.tasks.rerank`), each with its 95% interval: Wilson's over the items for the edit
+    success, the bootstrap's over the items for a gap."""
+    n = ranked.sampling.get("candidates", 1)
+    lines = [f"| measure | one sample | best of {n} |", "|---|---|---|"]
+    for key in ("edit_success", "preservation_gap_db", "given_gap_db", "redrawn_gap_db"):
+        cells = []
+        for ev in (single, ranked):
+            value = ev.metrics.get(key, math.nan)
+            if key == "edit_success":
+                low, high = rate_interval(value, int(ev.metrics["n_items"]))
+                cells.append(f"{100 * value:.1f}% [{100 * low:.1f}, {100 * high:.1f}]")
+            else:  # a split without the pixels of a part has no gap there: nan
+                low, high = (ev.metrics.get(f"{key}_{end}", math.nan) for end in ("low", "high"))
+                cells.append(f"{value:.2f} dB [{low:.2f}, {high:.2f}]")
+        lines.append(f"| `{key}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -187,6 +187,10 @@ def test_a_task_samples_at_its_own_temperature_where_the_config_names_one() -> N
     assert sampling_options(cfg.sample)["temperature"] == 0.7  # no task: the shared one
     with pytest.raises(ValueError, match=r"sample\.task_temperatures = .*bad rows: \('t2x'"):
         make_config("tiny", **{"sample.task_temperatures": [["t2x", 0.3]]})
+    assert sampling_options(cfg.sample, "ti2i")["candidates"] == 4  # the preset's own row
+    assert sampling_options(cfg.sample, "t2i")["candidates"] == 1
+    with pytest.raises(ValueError, match=r"sample\.task_candidates = .*bad rows: \('t2i', 0\)"):
+        make_config("tiny", **{"sample.task_candidates": [["t2i", 0]]})
     bad = dataclasses.replace(cfg.sample, task_temperatures=(("t2x", 0.3),))  # not via make_config
     with pytest.raises(ValueError, match=r"unknown tasks \['t2x'\].*valid: t2i"):
         sampling_options(bad, "t2i")

@@ -629,6 +629,51 @@ def test_reranking_keeps_the_candidate_the_probe_reads_best(kit, model) -> None:
         evaluate_task("s2i", model, full, n=1, candidates=2)
 
 
+def test_an_edit_s_candidates_rank_by_the_caption_then_by_the_source_kept(kit, model) -> None:
+    from nuwa_lab.metrics.probe import build
+    from nuwa_lab.tasks import edit_score_fn
+
+    inputs = task_items("ti2i", kit, "test", 1)
+    region = inputs["edit_region"]
+    h, w = (n // kit.tokenizer.downsample for n in region.shape[-2:])
+    codes = torch.randint(kit.tokenizer.codebook_size, (2, h, w), generator=torch.Generator())
+    faithful, redrawn = codes[:1], codes[1:]
+    with torch.no_grad():
+        source = kit.tokenizer.decode(faithful)  # the faithful candidate keeps it exactly
+    drawn = torch.cat([redrawn, faithful])  # the two candidates of one edit, the faithful second
+    tied = edit_score_fn(lambda t: torch.full((2,), 0.6), kit.tokenizer, source, region, 2)
+    scores = tied(drawn)
+    assert scores[1] == pytest.approx(600 + PSNR_CAP_DB) and scores[0] < scores[1]
+    asked = edit_score_fn(lambda t: torch.tensor([0.8, 0.6]), kit.tokenizer, source, region, 2)
+    assert asked(drawn).argmax() == 0  # an attribute read right outranks any agreement
+    everything = edit_score_fn(lambda t: torch.zeros(2), kit.tokenizer, source, region | True, 2)
+    assert torch.equal(everything(drawn), torch.full((2,), PSNR_CAP_DB))  # nothing kept to lose
+    with pytest.raises(ValueError, match="one region per source"):
+        edit_score_fn(lambda t: t, kit.tokenizer, source, region[0], 2)
+    full = TaskKit(kit.cfg, kit.world, kit.tokenizer, kit.text_tokenizer, kit.seg_tokenizer,
+                   build("probe", kit.cfg).eval())  # fmt: skip
+    assert kit.cfg.sample.candidates_for("ti2i") == 4 and kit.cfg.sample.candidates_for("t2i") == 1
+    assert evaluate_task("ti2i", model, full, n=2).sampling["candidates"] == 4  # the preset's
+    assert evaluate_task("ti2i", model, full, n=2, candidates=1).sampling["candidates"] == 1
+
+
+def test_the_reranking_table_gives_each_measure_its_interval() -> None:
+    from types import SimpleNamespace
+
+    from nuwa_lab.tasks import reranking_table
+
+    def ev(candidates: int, rate: float, gap: tuple[float, float, float]) -> SimpleNamespace:
+        keys = ("preservation_gap_db", "preservation_gap_db_low", "preservation_gap_db_high")
+        metrics = {"edit_success": rate, "n_items": 4, **dict(zip(keys, gap, strict=True))}
+        return SimpleNamespace(sampling={"candidates": candidates}, metrics=metrics)
+
+    table = reranking_table(ev(1, 0.5, (2.5, 2.0, 3.0)), ev(4, 0.75, (1.2, 0.8, 1.6)))
+    assert table.startswith("| measure | one sample | best of 4 |")
+    assert "| `edit_success` | 50.0% [15.0, 85.0] | 75.0% [30.1, 95.4] |" in table  # Wilson's
+    assert "| `preservation_gap_db` | 2.50 dB [2.00, 3.00] | 1.20 dB [0.80, 1.60] |" in table
+    assert "| `given_gap_db` | nan dB [nan, nan] | nan dB [nan, nan] |" in table  # not measured
+
+
 def test_the_comparison_figure_shows_the_chosen_items_beside_their_truth() -> None:
     import matplotlib
 
