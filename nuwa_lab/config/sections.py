@@ -294,7 +294,7 @@ class SampleConfig:
     candidates: int = 1  # samples drawn per condition; > 1 keeps the one the probe ranks first
     # (task, n): tasks that draw their own number of candidates. TI2I ranks its 4 by the probe,
     # then by how much of the source they keep (nuwa_lab.tasks.rerank): at tiny a single sample
-    # missed the 2 dB preservation goal on 2 of 3 seeds (docs/lab-notes.md, session 24)
+    # missed the 2 dB preservation goal on 2 of 3 seeds (docs/lab-notes.md)
     task_candidates: tuple[tuple[str, int], ...] = (("ti2i", 4),)
     batch_size: int = 16
     num_eval: int = 64  # samples generated per evaluation
@@ -382,7 +382,7 @@ class PretrainConfig:
 
     # train images and videos tokenized once (cached, 22 s at tiny); batches drawn from them.
     # 24,576 rather than 8,192: T2V and TI2I gained on two seeds, T2I's held-out pairs needed
-    # the longer T2I fine-tune below to recover (docs/lab-notes.md, sessions 23-24)
+    # the longer T2I fine-tune below to recover (docs/lab-notes.md)
     pool: int = 24576
     val_size: int = 256  # validation images and videos for the per-task validation loss
 
