@@ -55,15 +55,13 @@ from nuwa_lab.config.rules import Rule, has_type
 from nuwa_lab.config.sections import (
     Config,
     ModelConfig,
-    PretrainConfig,
     ProbeConfig,
-    SampleConfig,
-    TaskConfig,
     TextConfig,
     TokenizerConfig,
     TrainConfig,
     WorldConfig,
 )
+from nuwa_lab.config.task_sections import PretrainConfig, SampleConfig, TaskConfig
 
 # `cfg.device` becomes a torch.device in the device policy; re-exported to sit beside make_config
 from nuwa_lab.device import resolve_device as resolve_device

@@ -50,7 +50,7 @@ from nuwa_lab.tasks.metrics import (
     sketch_metrics,
     text_to_visual_metrics,
 )
-from nuwa_lab.tasks.rerank import candidate_score
+from nuwa_lab.tasks.rerank import candidate_score, decoded_score
 from nuwa_lab.tasks.run import TaskOutput, run_task
 from nuwa_lab.tasks.spec import get_task, given_frames
 from nuwa_lab.tokenizer import VQModel
@@ -90,17 +90,14 @@ def asked_objects(name: str, inputs: dict[str, Any]) -> list[Any]:
     return list(inputs["objects"])
 
 
-def probe_score_fn(
-    probe: ImageProbe | VideoProbe, tokenizer: VQModel, asked: list[Any], candidates: int
-):
-    """Re-ranking score of `candidates` samples per condition: the share of asked attributes the
-    probe reads back (plus 1 when all of them are right)."""
+def probe_pixel_score(probe: ImageProbe | VideoProbe, asked: list[Any], candidates: int):
+    """Re-ranking score of `candidates` decoded samples per condition (pixels -> scores): the share
+    of asked attributes the probe reads back (plus 1 when all of them are right)."""
 
     repeated = [a for a in asked for _ in range(candidates)]
 
     @torch.no_grad()
-    def score(tokens: torch.Tensor) -> torch.Tensor:
-        pixels = tokenizer.decode(tokens.to(next(tokenizer.parameters()).device))
+    def score(pixels: torch.Tensor) -> torch.Tensor:
         scores = []
         for i, objs in enumerate(repeated):
             acc = attribute_accuracy(probe, pixels[i : i + 1], [objs])
@@ -108,6 +105,13 @@ def probe_score_fn(
         return torch.tensor(scores)
 
     return score
+
+
+def probe_score_fn(
+    probe: ImageProbe | VideoProbe, tokenizer: VQModel, asked: list[Any], candidates: int
+):
+    """`probe_pixel_score` as the sampler's `score_fn` (tokens -> scores)."""
+    return decoded_score(tokenizer, probe_pixel_score(probe, asked, candidates))
 
 
 def evaluate_task(
@@ -146,7 +150,7 @@ def evaluate_task(
                 f"probe, and task {spec.name!r} has no caption; use candidates=1"
             )
         n = options["candidates"]
-        caption = probe_score_fn(probe, kit.tokenizer, asked, n)
+        caption = probe_pixel_score(probe, asked, n)
         options["score_fn"] = candidate_score(spec.name, caption, kit.tokenizer, inputs, n)
     start = time.perf_counter()
     output = run_task(

@@ -33,16 +33,12 @@ def sampling_options(cfg: SampleConfig, task: str | None = None) -> dict:
             raise ValueError(
                 f"sample.{key} names unknown tasks {unknown}; valid: {', '.join(TASK_SPECS)}"
             )
-    if task is None:
-        return dict(
-            temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p, candidates=cfg.candidates
-        )
-    return dict(
-        temperature=cfg.temperature_for(task),
-        top_k=cfg.top_k,
-        top_p=cfg.top_p,
-        candidates=cfg.candidates_for(task),
+    options = dict(
+        temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p, candidates=cfg.candidates
     )
+    if task is not None:
+        options.update(temperature=cfg.temperature_for(task), candidates=cfg.candidates_for(task))
+    return options
 
 
 def evaluation_options(cfg: Config, task: str, seed: int | None, sampling: dict) -> dict:

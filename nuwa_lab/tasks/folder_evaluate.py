@@ -45,7 +45,6 @@ from nuwa_lab.tasks.folder_metrics import (
 from nuwa_lab.tasks.rerank import candidate_score
 from nuwa_lab.tasks.run import run_task
 from nuwa_lab.tasks.spec import get_task, given_frames
-from nuwa_lab.tokenizer import VQModel
 from nuwa_lab.world.edits import KIND_OF_TASK
 from nuwa_lab.world.labels import class_indices, class_names, directions, require_classes
 from nuwa_lab.world.source import EDIT_TASKS, NEEDS, FolderSource, lacks
@@ -113,14 +112,13 @@ def why_not_measured(task: str, kit: TaskKit, split: str = "test") -> str | None
     return None
 
 
-def label_score_fn(probe: LabelProbe, tokenizer: VQModel, labels: torch.Tensor, candidates: int):
-    """Re-ranking score of `candidates` samples per caption: the probe's probability of the asked
-    class (0 for an item without one)."""
+def label_pixel_score(probe: LabelProbe, labels: torch.Tensor, candidates: int):
+    """Re-ranking score of `candidates` decoded samples per caption (pixels -> scores): the probe's
+    probability of the asked class (0 for an item without one)."""
     asked = labels.repeat_interleave(candidates)
 
     @torch.no_grad()
-    def score(tokens: torch.Tensor) -> torch.Tensor:
-        pixels = tokenizer.decode(tokens.to(next(tokenizer.parameters()).device)).cpu()
+    def score(pixels: torch.Tensor) -> torch.Tensor:
         p = probe.probabilities(pixels)
         chosen = p.gather(1, asked.clamp(min=0)[:, None])[:, 0]
         return torch.where(asked >= 0, chosen, torch.zeros_like(chosen))
@@ -153,7 +151,7 @@ def evaluate_folder_task(
                 f"with the probe, and task {spec.name!r} has no caption; use candidates=1"
             )
         n = options["candidates"]
-        caption = label_score_fn(probe, kit.tokenizer, inputs["label"], n)
+        caption = label_pixel_score(probe, inputs["label"], n)
         options["score_fn"] = candidate_score(spec.name, caption, kit.tokenizer, inputs, n)
     start = time.perf_counter()
     tokenizers = kit.tokenizers

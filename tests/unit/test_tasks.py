@@ -629,27 +629,41 @@ def test_reranking_keeps_the_candidate_the_probe_reads_best(kit, model) -> None:
         evaluate_task("s2i", model, full, n=1, candidates=2)
 
 
-def test_an_edit_s_candidates_rank_by_the_caption_then_by_the_source_kept(kit, model) -> None:
+def test_an_edit_s_candidates_rank_by_the_caption_then_by_the_source_kept(
+    kit, model, monkeypatch
+) -> None:
     from nuwa_lab.metrics.probe import build
     from nuwa_lab.tasks import edit_score_fn
+    from nuwa_lab.tasks.rerank import candidate_score
 
     inputs = task_items("ti2i", kit, "test", 1)
     region = inputs["edit_region"]
     h, w = (n // kit.tokenizer.downsample for n in region.shape[-2:])
     codes = torch.randint(kit.tokenizer.codebook_size, (2, h, w), generator=torch.Generator())
     faithful, redrawn = codes[:1], codes[1:]
+    drawn = torch.cat([redrawn, faithful])  # the two candidates of one edit, the faithful second
     with torch.no_grad():
         source = kit.tokenizer.decode(faithful)  # the faithful candidate keeps it exactly
-    drawn = torch.cat([redrawn, faithful])  # the two candidates of one edit, the faithful second
-    tied = edit_score_fn(lambda t: torch.full((2,), 0.6), kit.tokenizer, source, region, 2)
-    scores = tied(drawn)
+        pixels = kit.tokenizer.decode(drawn)
+    tied = edit_score_fn(lambda p: torch.full((2,), 0.6), source, region, 2)
+    scores = tied(pixels)
     assert scores[1] == pytest.approx(600 + PSNR_CAP_DB) and scores[0] < scores[1]
-    asked = edit_score_fn(lambda t: torch.tensor([0.8, 0.6]), kit.tokenizer, source, region, 2)
-    assert asked(drawn).argmax() == 0  # an attribute read right outranks any agreement
-    everything = edit_score_fn(lambda t: torch.zeros(2), kit.tokenizer, source, region | True, 2)
-    assert torch.equal(everything(drawn), torch.full((2,), PSNR_CAP_DB))  # nothing kept to lose
+    asked = edit_score_fn(lambda p: torch.tensor([0.8, 0.6]), source, region, 2)
+    assert asked(pixels).argmax() == 0  # an attribute read right outranks any agreement
+    everything = edit_score_fn(lambda p: torch.zeros(2), source, region | True, 2)
+    assert torch.equal(everything(pixels), torch.full((2,), PSNR_CAP_DB))  # nothing kept to lose
     with pytest.raises(ValueError, match="one region per source"):
-        edit_score_fn(lambda t: t, kit.tokenizer, source, region[0], 2)
+        edit_score_fn(lambda p: p, source, region[0], 2)
+    # as the sampler's score of tokens: the same scores, the candidates decoded once
+    decodes, seen = [], []
+    decode = kit.tokenizer.decode
+    monkeypatch.setattr(kit.tokenizer, "decode", lambda t: decodes.append(t) or decode(t))
+    inputs = {**inputs, "pixels": source}
+    by_tokens = candidate_score("ti2i", lambda p: seen.append(p) or torch.full((2,), 0.6),
+                                kit.tokenizer, inputs, 2)  # fmt: skip
+    assert torch.allclose(by_tokens(drawn), scores) and len(decodes) == 1
+    assert torch.allclose(seen[0], pixels)  # the caption read those pixels
+    monkeypatch.undo()
     full = TaskKit(kit.cfg, kit.world, kit.tokenizer, kit.text_tokenizer, kit.seg_tokenizer,
                    build("probe", kit.cfg).eval())  # fmt: skip
     assert kit.cfg.sample.candidates_for("ti2i") == 4 and kit.cfg.sample.candidates_for("t2i") == 1
