@@ -38,7 +38,7 @@ Run = tuple[str, Path, dict[str, Any], str]  # (stage, notebook, parameters, run
 TYPICAL_MINUTES: dict[str, dict[str, float]] = {
     "tiny": {
         "02": 8, "04": 5, "05": 8,
-        "06-image": 6, "06-video": 8, "07-image": 2.5, "07-video": 3,
+        "06-image": 6, "06-video": 11, "07-image": 2.5, "07-video": 5,
         "08-image": 1, "08-video": 7, "09-image": 1, "09-video": 1, "11": 14,
     },
 }  # fmt: skip

@@ -219,7 +219,7 @@ def test_estimates_come_from_earlier_records_else_the_readme_at_tiny(tmp_path: P
     run = tmp_path / "06_task-video"
     run.mkdir()
     params = {"PRESET": "tiny", "MODALITY": "video"}
-    assert estimate(tmp_path, "tiny", "06_task-video", params) == Estimate(8, "README, tiny")
+    assert estimate(tmp_path, "tiny", "06_task-video", params) == Estimate(11, "README, tiny")
     assert estimate(tmp_path, "tiny", "03_attention", {}) == Estimate(0.5, "README, tiny")
     assert estimate(tmp_path, "base", "06_task-video", params) == Estimate(None, "no estimate")
     (run / "run.json").write_text(json.dumps({"status": "failed", "wall_time_s": 30.0}))
@@ -227,9 +227,9 @@ def test_estimates_come_from_earlier_records_else_the_readme_at_tiny(tmp_path: P
     (run / "run.json").write_text(json.dumps({"status": "ok", "wall_time_s": 300.0}))
     assert estimate(tmp_path, "base", "06_task-video", params) == Estimate(5.0, "earlier run")
 
-    guesses = [Estimate(5.0, "earlier run"), Estimate(8, "README, tiny")]
+    guesses = [Estimate(5.0, "earlier run"), Estimate(11, "README, tiny")]
     assert expected_time(guesses + [Estimate(None, "no estimate")], left=True) == (
-        "about 13 min left (3 runs: 1 timed by an earlier run, 1 from the README, tiny, "
+        "about 16 min left (3 runs: 1 timed by an earlier run, 1 from the README, tiny, "
         "1 without an estimate)"
     )
     assert expected_time([Estimate(None, "no estimate")]) == (
