@@ -39,7 +39,7 @@ TYPICAL_MINUTES: dict[str, dict[str, float]] = {
     "tiny": {
         "02": 8, "04": 5, "05": 8,
         "06-image": 6, "06-video": 11, "07-image": 2.5, "07-video": 5,
-        "08-image": 1, "08-video": 7, "09-image": 1, "09-video": 1, "11": 14,
+        "08-image": 1, "08-video": 10, "09-image": 1, "09-video": 1, "11": 14,
     },
 }  # fmt: skip
 OTHER_MINUTES = 0.5  # a notebook the table does not list ("seconds" in the README)
