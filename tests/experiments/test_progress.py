@@ -292,7 +292,7 @@ def test_dry_run_prints_the_plan_skips_finished_runs_and_knows_the_cache(
     ]
     assert "00_tour finished earlier: skipped" in lines
     assert "06_task-image runs (not run yet), ~6.0 min (README, tiny)" in lines
-    assert "06_task-video runs (not run yet), ~8.0 min (README, tiny)" in lines
+    assert "06_task-video runs (not run yet), ~11.0 min (README, tiny)" in lines
     image = lines[lines.index("parameters: MODALITY=image") + 1 :]
     assert image[:4] == [
         "vqgan trains here",
@@ -309,7 +309,7 @@ def test_dry_run_prints_the_plan_skips_finished_runs_and_knows_the_cache(
     ]
     assert "2 of 3 runs will run, 1 finished earlier (skipped)." in lines
     assert lines[-1] == (
-        "expected time on this machine: about 14 min (2 runs: 2 from the README, tiny)"
+        "expected time on this machine: about 17 min (2 runs: 2 from the README, tiny)"
     )
     assert sorted(p.name for p in (tmp_path / "experiments" / "runs" / "lab-tiny").iterdir()) == [
         "00_tour"
