@@ -12,7 +12,7 @@ import json
 import pytest
 
 from nuwa_lab.lab.bench import TARGETS
-from nuwa_lab.lab.bench.model import GROUPS, op_group, run, run_step_profile, utilisation_bounds
+from nuwa_lab.lab.bench.model import GROUPS, op_group, run, run_step_profile, step_bounds
 
 
 @pytest.mark.parametrize(
@@ -39,17 +39,18 @@ def test_each_profiler_event_lands_in_its_group(name, group):
     assert op_group(name) == group
 
 
-def test_utilisation_bounds_on_a_known_case():
-    # 100 FLOPs per step in 2 s, of which the matmuls take 1 s, on a 100 FLOP/s machine:
-    # U = 50 / 100; only the matmuls left: 100 FLOPs in 1 s = 1.0; U = 0.25 needs a 4 s step,
-    # which leaves 3 s for everything else.
-    bounds = utilisation_bounds(model_flops=100, step_s=2, matmul_s=1, rate=100, target=0.25)
+def test_step_bounds_on_a_known_case():
+    # 100 FLOPs per step in 2 s, of which the matmuls take 1 s, on a 100 FLOP/s machine: the step
+    # is 2x its matmuls, the goal 1.3x leaves 0.3 s for the rest (now 1 s); U = 50 / 100, and with
+    # only the matmuls left 100 FLOPs in 1 s = 1.0
+    bounds = step_bounds(model_flops=100, step_s=2, matmul_s=1, rate=100, goal=1.3)
     assert bounds == pytest.approx(
         {
+            "step_over_matmuls": 2.0,
+            "non_matmul_s": 1.0,
+            "non_matmul_budget_s": 0.3,
             "utilisation": 0.5,
             "utilisation_max": 1.0,
-            "step_needed_s": 4.0,
-            "non_matmul_budget_s": 3.0,
         }
     )
 
@@ -69,8 +70,11 @@ def test_quick_step_profile_groups_add_up_and_the_matmul_flops_are_counted(capsy
     profiled_u = result["model_flops"] / result["profiled_step_s"] / (result["matmul_gflops"] * 1e9)
     assert result["utilisation_max"] >= profiled_u > 0 and result["utilisation"] > 0
     assert all(op_group(name) == "other kernels" for name in result["top_other_kernels_s"])
+    assert result["step_over_matmuls"] == pytest.approx(
+        result["step_s"] / result["group_s"]["matmul"]
+    )
     out = capsys.readouterr().out
-    assert "U_max" in out and "matmul" in out
+    assert "U_max" in out and "step / its own matmuls" in out and "goal <= 1.3" in out
 
 
 def test_quick_model_bench_reports_its_three_ratios(capsys):
@@ -83,7 +87,8 @@ def test_quick_model_bench_reports_its_three_ratios(capsys):
         result["model_gflops"] / result["matmul_gflops"]
     )
     assert result["last_over_first"] > 0
-    assert ">= 0.60" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "speed-up" in out and ">= 5" in out and ">= 0.60" not in out
 
 
 def test_the_cost_curve_measures_every_pattern_at_every_grid_with_the_papers_keys():
