@@ -18,6 +18,7 @@ TARGETS: dict[str, str] = {
     "step": "nuwa_lab.lab.bench.model:run_step_profile",
     "cost": "nuwa_lab.lab.bench.costs:run_cost_curve",
     "tokenizer": "nuwa_lab.lab.bench.tokenizer:run",
+    "peers": "nuwa_lab.lab.bench.peers:run",
 }
 
 
