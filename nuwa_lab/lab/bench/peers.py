@@ -70,6 +70,7 @@ from nuwa_lab.attention.flex import compiled_flex_attention, flex_block_mask, fl
 from nuwa_lab.attention.masks import spec_mask
 from nuwa_lab.attention.nearby import DEFAULT_TILE, tile_plan
 from nuwa_lab.lab.bench.attention import peak_memory_mb
+from nuwa_lab.model.layers import SelfAttention
 
 PEER = "nuwa-pytorch==0.7.8"
 # what `import nuwa_pytorch` needs beyond our venv (torch, torchvision, einops, pillow, tqdm,
@@ -280,8 +281,6 @@ def describe(c: Comparison) -> dict[str, str]:
 
 
 def _ours(c: Comparison):
-    from nuwa_lab.model.layers import SelfAttention
-
     pattern = AttentionPattern("nearby", causal=True, extent=c.extent, causal_rule=c.causal_rule)
     return SelfAttention(dim=DIM, heads=HEADS), pattern
 
