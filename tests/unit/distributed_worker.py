@@ -102,3 +102,8 @@ if __name__ == "__main__":
     except RuntimeError as e:
         record["unshared"] = str(e)
     torch.save(record, out / f"rank{dist.get_rank()}.pt")
+    # leave the process group before the interpreter exits, as torch's docs ask of every rank:
+    # left to exit-time clean-up, gloo's threads can abort rank 0 ("terminate called without an
+    # active exception") after its work is done
+    dist.barrier()
+    dist.destroy_process_group()
