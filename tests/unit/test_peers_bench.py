@@ -14,19 +14,16 @@ import torch
 
 from nuwa_lab.attention import dense_mask
 from nuwa_lab.lab.bench import TARGETS
-from nuwa_lab.lab.bench.peers import (
+from nuwa_lab.lab.bench.peer_install import (
     MARKER,
     REQUIREMENTS,
-    add_ratios,
     ensure_peer,
     install_command,
     is_installed,
-    max_keys,
     missing_distributions,
-    peer_extent,
-    peer_window_mask,
-    targets,
 )
+from nuwa_lab.lab.bench.peer_windows import max_keys, peer_extent, peer_window_mask
+from nuwa_lab.lab.bench.peers import add_ratios, targets
 
 
 def _dist_info(requirement: str) -> str:

@@ -173,7 +173,7 @@ def _cell(pattern, grid, args, backend, q, k, v, repeats) -> dict[str, Any]:
     return row
 
 
-def _fmt(x, digits=1):
+def fmt(x, digits=1):
     return "-" if x is None else f"{x:,.{digits}f}"
 
 
@@ -181,9 +181,9 @@ def _print_row(r: dict) -> None:
     print(
         f"{r['pattern']:>7} {'x'.join(map(str, r['grid'])):>8} {r['tokens']:>6} "
         f"{r['keys_paper']:>6} {r['keys_causal_mean']:>8} {r['backend']:>9} "
-        f"{_fmt(r['fwd_ms']):>10} {_fmt(r['fwdbwd_ms']):>10} {_fmt(r['fwd_mb']):>9} "
-        f"{_fmt(r['fwdbwd_mb']):>9} {_fmt(r.get('speedup_fwd')):>8} "
-        f"{_fmt(r.get('speedup_fwdbwd')):>8}",
+        f"{fmt(r['fwd_ms']):>10} {fmt(r['fwdbwd_ms']):>10} {fmt(r['fwd_mb']):>9} "
+        f"{fmt(r['fwdbwd_mb']):>9} {fmt(r.get('speedup_fwd')):>8} "
+        f"{fmt(r.get('speedup_fwdbwd')):>8}",
         flush=True,
     )
 

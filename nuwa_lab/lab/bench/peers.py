@@ -14,29 +14,16 @@ printed beside the targets: ours ≥ 7× faster than the peer's fwd+bwd at each 
 box) and faster than compiled FlexAttention (forward: FlexAttention has no CPU backward in torch
 2.14; the bench tries one and says so).
 
-Which keys a query at (t, h, w) sees (read from the peer's code, checked numerically by the bench):
+The peer's window is not our box (`peer_windows`): its kernel k is our nearby extent k-1 under the
+quadrant rule, plus a BOS key, so the "same box" 3×7×7 is not the same set of keys (the peer sees
+about twice as many). The bench therefore also times ours on the peer's exact keys (extent (2, 6,
+6), quadrant) and both at the peer's default kernel 3×3×3. With our weights copied into the peer
+(talking heads set to the identity, output bias 0) the peer equals dense attention over that window
+plus BOS to float precision, which is checked at a small grid. The model-level `NUWA.embed_text` of
+the peer passes `rotary_pos_emb=` to a `Transformer.forward` that does not take it; the bench uses
+the layer alone and needs no patch.
 
-| layer | frames | rows | cols | also | keys (inside the grid) |
-|---|---|---|---|---|---|
-| ours, extent (1, 3, 3), raster | t-1..t | h-3..h+3 | w-3..w+3 | raster past only | ≤ 74 |
-| Sparse3DNA, kernel (3, 7, 7) | t-2..t | h-6..h | w-6..w | a BOS key | ≤ 147 + 1 |
-
-The peer pads the keys by kernel-1 in front on every axis and unfolds them with the kernel, so the
-query sits at the last corner of its box: it looks back 2 frames, not 1, and only up and left. Its
-kernel k is exactly our nearby extent k-1 under `causal_rule="quadrant"`, plus a BOS token that
-every query sees (its input is BOS + the video, its first output that of BOS). So the "same box"
-3×7×7 is not the same set of keys: the peer sees about twice as many. The bench therefore also
-times ours on the peer's exact keys (extent (2, 6, 6), quadrant) and both at the peer's default
-kernel 3×3×3. With our weights copied into the peer (talking heads set to the identity, output bias
-0) the peer equals dense attention over that window plus BOS to float precision, which is checked
-at a small grid. The model-level `NUWA.embed_text` of the peer passes `rotary_pos_emb=` to a
-`Transformer.forward` that does not take it; the bench uses the layer alone and needs no patch.
-
-The peer is installed once, on demand, into `.peers/nuwa-pytorch-0.7.8/` in the checkout (pip
-`--target`, never into the venv), with the few packages `import nuwa_pytorch` needs beyond ours,
-pinned. A marker written after a verified install (the pinned distributions present, the import
-working in a fresh interpreter) marks it usable; a half-finished install is redone. The directory
-is put first on `sys.path` only while the peer is imported.
+The peer is installed on the first run (`peer_install`).
 
 Axis letters: b batch, n tokens (raster order over t h w), d width, heads, e head width.
 """
@@ -44,22 +31,14 @@ Axis letters: b batch, n tokens (raster order over t h w), d width, heads, e hea
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import logging
 import math
 import os
-import shlex
-import shutil
 import statistics
-import subprocess
-import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -69,21 +48,10 @@ from nuwa_lab.attention import AttentionPattern, make_spec
 from nuwa_lab.attention.flex import compiled_flex_attention, flex_block_mask, flex_status
 from nuwa_lab.attention.masks import spec_mask
 from nuwa_lab.attention.nearby import DEFAULT_TILE, tile_plan
-from nuwa_lab.lab.bench.attention import peak_memory_mb
+from nuwa_lab.lab.bench.attention import fmt, peak_memory_mb
+from nuwa_lab.lab.bench.peer_install import PEER, REQUIREMENTS, ensure_peer, peer_on_path
+from nuwa_lab.lab.bench.peer_windows import peer_extent, peer_window_mask, window_text
 from nuwa_lab.model.layers import SelfAttention
-
-PEER = "nuwa-pytorch==0.7.8"
-# what `import nuwa_pytorch` needs beyond our venv (torch, torchvision, einops, pillow, tqdm,
-# numpy, packaging, wcwidth), at versions whose own needs our venv already meets
-PEER_DEPS = (
-    "unfoldNd==0.2.3",  # Sparse3DNA's unfold
-    "vector-quantize-pytorch==0.10.15",  # imported by its VQGAN; needs only einops and torch
-    "ftfy==6.3.1",  # its tokenizer, imported by its trainer
-    "regex==2024.11.6",  # idem
-)
-REQUIREMENTS = (PEER, *PEER_DEPS)
-PEER_DIR = Path(__file__).resolve().parents[3] / ".peers" / "nuwa-pytorch-0.7.8"
-MARKER = ".installed.json"
 
 DIM, HEADS, HEAD_DIM = 256, 4, 64
 GRIDS = ((8, 16, 16), (16, 32, 32))
@@ -110,160 +78,6 @@ COMPARISONS = (
     Comparison("box 3x3x3", (1, 1, 1), "raster", (3, 3, 3)),  # the peer's default kernel
     Comparison("keys 3x3x3", (2, 2, 2), "quadrant", (3, 3, 3)),
 )
-
-
-# --- installing the peer -------------------------------------------------------------------------
-
-
-def install_command(target: Path) -> list[str]:
-    return [sys.executable, "-m", "pip", "install", "--target", str(target), "--no-deps",
-            *REQUIREMENTS]  # fmt: skip
-
-
-def is_installed(target: Path) -> bool:
-    """Whether `target` holds a verified install of exactly these pins (its marker says so)."""
-    try:
-        marker = json.loads((target / MARKER).read_text())
-    except (OSError, ValueError):
-        return False
-    return marker.get("requirements") == list(REQUIREMENTS)
-
-
-def missing_distributions(target: Path) -> list[str]:
-    """The pinned requirements without their `name-version.dist-info` in `target`."""
-
-    def key(requirement: str) -> str:  # "unfoldNd==0.2.3" and "unfoldNd-0.2.3.dist-info" alike
-        name, version = requirement.removesuffix(".dist-info").replace("==", "-", 1).rsplit("-", 1)
-        return f"{name.lower().replace('-', '_')}-{version}"
-
-    present = {key(p.name) for p in target.glob("*.dist-info")} if target.is_dir() else set()
-    return [r for r in REQUIREMENTS if key(r) not in present]
-
-
-def install_problem(target: Path, run: Callable = subprocess.run) -> str:
-    """Empty when `target` is a working install of the pins, else what is wrong with it."""
-    missing = missing_distributions(target)
-    if missing:
-        return f"{', '.join(missing)} missing from {target}"
-    env = {**os.environ, "PYTHONPATH": str(target)}
-    check = run([sys.executable, "-c", "import nuwa_pytorch"], capture_output=True, text=True,
-                env=env, cwd=str(target))  # fmt: skip
-    if check.returncode != 0:
-        return f"`import nuwa_pytorch` fails: {_last_line(check.stderr)}"
-    return ""
-
-
-def install_failure(target: Path, problem: str) -> str:
-    by_hand = f"rm -rf {shlex.quote(str(target))} && {shlex.join(install_command(target))}"
-    return (
-        f"bench peers could not install {PEER}: {problem}.\n"
-        f"The bench installs it once into {target} (not into the venv) and needs PyPI for that. "
-        f"Check the network (or pip's index settings) and run the bench again, or install it by "
-        f"hand:\n  {by_hand}\nthen run the bench again: it checks that directory and reuses it."
-    )
-
-
-def ensure_peer(target: Path = PEER_DIR, run: Callable = subprocess.run) -> Path:
-    """Install the peer into `target` unless a verified install is there; SystemExit if pip fails.
-
-    pip writes into a sibling `.partial` directory that replaces `target` only once verified, so
-    an interrupted install never looks finished. An install made by hand is verified and kept.
-    """
-    if is_installed(target):
-        return target
-    if target.is_dir() and not install_problem(target, run):
-        _write_marker(target)
-        return target
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.parent.mkdir(parents=True, exist_ok=True)
-    command = install_command(staging)
-    print(f"installing {PEER} into {target} (once): {shlex.join(command)}", flush=True)
-    try:
-        done = run(command, capture_output=True, text=True)
-    except OSError as error:
-        raise SystemExit(install_failure(target, f"pip did not start ({error})")) from error
-    if done.returncode != 0:
-        problem = f"pip exited with status {done.returncode}: {_pip_reason(done.stderr)}"
-        raise SystemExit(install_failure(target, problem))
-    problem = install_problem(staging, run)
-    if problem:
-        raise SystemExit(install_failure(target, problem))
-    _write_marker(staging)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-    return target
-
-
-def _write_marker(target: Path) -> None:
-    (target / MARKER).write_text(json.dumps({"requirements": list(REQUIREMENTS)}, indent=1))
-
-
-def _pip_reason(stderr: str) -> str:
-    """pip's ERROR lines, and a plain word when they mean that no index answered."""
-    errors = [line.strip() for line in (stderr or "").splitlines() if line.startswith("ERROR")]
-    reason = "; ".join(errors)[:400] or _last_line(stderr)
-    unreachable = "from versions: none" in reason or "connection" in (stderr or "").lower()
-    return reason + (" (PyPI looks unreachable: offline, or a proxy or index setting)"
-                     if unreachable else "")  # fmt: skip
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    return lines[-1][:300] if lines else "(no message)"
-
-
-@contextlib.contextmanager
-def peer_on_path(target: Path):
-    """`target` first on sys.path for the block (the peer's import), removed afterwards."""
-    sys.path.insert(0, str(target))
-    try:
-        with warnings.catch_warnings():  # vector-quantize-pytorch's deprecated autocast decorator
-            warnings.simplefilter("ignore", FutureWarning)
-            yield
-    finally:
-        sys.path.remove(str(target))
-
-
-# --- the windows -------------------------------------------------------------------------------
-
-
-def peer_extent(kernel: tuple[int, int, int]) -> tuple[int, int, int]:
-    """Our nearby extent (under causal_rule="quadrant") that sees the keys of causal Sparse3DNA."""
-    if any(k < 1 or k % 2 == 0 for k in kernel):
-        raise ValueError(f"Sparse3DNA kernels are odd and positive, got {kernel}")
-    return tuple(k - 1 for k in kernel)
-
-
-def peer_window_mask(kernel: tuple[int, int, int], grid: tuple[int, int, int]) -> torch.Tensor:
-    """(n, n) bool: the video keys each video query of Sparse3DNA(causal=True) sees (BOS aside).
-
-    Rebuilt the peer's way: pad the grid by kernel-1 in front on every axis, slide the kernel box.
-    """
-    (kt, kh, kw), n = kernel, math.prod(grid)
-    index = torch.arange(n).reshape(grid)  # (t, h, w) raster index of each key
-    padded = F.pad(index, (kw - 1, 0, kh - 1, 0, kt - 1, 0), value=n)  # n = padding
-    boxes = padded.unfold(0, kt, 1).unfold(1, kh, 1).unfold(2, kw, 1)  # (t, h, w, kt, kh, kw)
-    mask = torch.zeros(n, n + 1, dtype=torch.bool)
-    mask.scatter_(1, boxes.reshape(n, -1), True)
-    return mask[:, :n]
-
-
-def max_keys(extent: tuple[int, int, int], causal_rule: str) -> int:
-    """Keys a query far from the borders sees under the causal nearby window."""
-    et, eh, ew = extent
-    if causal_rule == "quadrant":
-        return (et + 1) * (eh + 1) * (ew + 1)
-    return (et * (2 * eh + 1) + eh) * (2 * ew + 1) + ew + 1
-
-
-def window_text(extent: tuple[int, int, int], causal_rule: str) -> str:
-    et, eh, ew = extent
-    if causal_rule == "quadrant":
-        where = f"frames t-{et}..t, rows h-{eh}..h, cols w-{ew}..w"
-    else:
-        where = f"frames t-{et}..t, rows h-{eh}..h+{eh}, cols w-{ew}..w+{ew}, raster past"
-    return f"{where} (<= {max_keys(extent, causal_rule)} keys)"
 
 
 def describe(c: Comparison) -> dict[str, str]:
@@ -503,10 +317,6 @@ def targets(rows: list[dict]) -> list[dict[str, Any]]:
 # --- the table -----------------------------------------------------------------------------------
 
 
-def _fmt(x, digits=1):
-    return "-" if x is None else f"{x:,.{digits}f}"
-
-
 HEADER = (
     f"{'comparison':>10} {'grid':>8} {'tokens':>6} {'side':>5} {'keys/q':>7} {'fwd ms':>9} "
     f"{'f+b ms':>9} {'fwd MB':>8} {'f+b MB':>8} {'x fwd':>6} {'x f+b':>6} {'x MB':>5}"
@@ -516,9 +326,9 @@ HEADER = (
 def _print_row(r: dict) -> None:
     print(
         f"{r['comparison']:>10} {'x'.join(map(str, r['grid'])):>8} {r['tokens']:>6} "
-        f"{r['side']:>5} {r['keys_seen']:>7} {_fmt(r['fwd_ms']):>9} {_fmt(r['fwdbwd_ms']):>9} "
-        f"{_fmt(r['fwd_mb']):>8} {_fmt(r['fwdbwd_mb']):>8} {_fmt(r.get('x_fwd'), 2):>6} "
-        f"{_fmt(r.get('x_fwdbwd'), 2):>6} {_fmt(r.get('x_mb'), 2):>5}",
+        f"{r['side']:>5} {r['keys_seen']:>7} {fmt(r['fwd_ms']):>9} {fmt(r['fwdbwd_ms']):>9} "
+        f"{fmt(r['fwd_mb']):>8} {fmt(r['fwdbwd_mb']):>8} {fmt(r.get('x_fwd'), 2):>6} "
+        f"{fmt(r.get('x_fwdbwd'), 2):>6} {fmt(r.get('x_mb'), 2):>5}",
         flush=True,
     )
 
