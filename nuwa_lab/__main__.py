@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from nuwa_lab.train.distributed import leave
+
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "world": ("nuwa_lab.lab.world_cli", "the Shapes World: preview samples, measure the rate"),
@@ -58,4 +60,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    leave()  # under torchrun: every rank finished, then the process group is closed
+    sys.exit(code)

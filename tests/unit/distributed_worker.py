@@ -20,6 +20,7 @@ from torch import nn
 
 import nuwa_lab.train.loop as train_module
 from nuwa_lab.config import TrainConfig
+from nuwa_lab.train.distributed import leave
 from nuwa_lab.train.loop import make_adamw, rank_slice, step_generator, train
 
 CFG = TrainConfig(steps=6, batch_size=8, lr=5e-2, warmup=2, log_every=1, ckpt_every=3)
@@ -102,8 +103,4 @@ if __name__ == "__main__":
     except RuntimeError as e:
         record["unshared"] = str(e)
     torch.save(record, out / f"rank{dist.get_rank()}.pt")
-    # leave the process group before the interpreter exits, as torch's docs ask of every rank:
-    # left to exit-time clean-up, gloo's threads can abort rank 0 ("terminate called without an
-    # active exception") after its work is done
-    dist.barrier()
-    dist.destroy_process_group()
+    leave()  # as `python -m nuwa_lab` does once its command has finished

@@ -23,6 +23,7 @@ from nuwa_lab.__main__ import main
 from nuwa_lab.config import make_config
 from nuwa_lab.recipes.mixture_budget import budget_steps
 from nuwa_lab.recipes.tokenizers import train_tokenizer
+from nuwa_lab.train.distributed import leave
 
 SMOKE = ["--preset", "smoke", "--device", "cpu", "--quiet"]
 PART = 2  # steps before a run changes its number of processes
@@ -80,8 +81,4 @@ if __name__ == "__main__":
         train_vqgan(out / "r12")
     record |= {"rank": dist.get_rank(), "world_size": dist.get_world_size(), "renamed": renamed}
     torch.save(record, out / f"rank{dist.get_rank()}.pt")
-    # leave the process group before the interpreter exits, as torch's docs ask of every rank:
-    # left to exit-time clean-up, gloo's threads can abort rank 0 ("terminate called without an
-    # active exception") after its work is done
-    dist.barrier()
-    dist.destroy_process_group()
+    leave()  # as `python -m nuwa_lab` does once its command has finished

@@ -11,9 +11,17 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 from torch import nn
 
-from nuwa_lab.train.distributed import DistInfo, average_gradients, rank_slice, setup, sync_buffers
+from nuwa_lab.train.distributed import (
+    DistInfo,
+    average_gradients,
+    leave,
+    rank_slice,
+    setup,
+    sync_buffers,
+)
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -43,6 +51,18 @@ def test_one_process_needs_no_process_group(monkeypatch: pytest.MonkeyPatch) -> 
     average_gradients(layer.parameters(), info)  # a no-op: nothing to average with
     sync_buffers([layer], info)
     assert torch.equal(layer.weight.grad, torch.ones(2, 2)) and layer.bias.grad is None
+
+
+def test_leave_closes_the_process_group_and_is_a_no_op_without_one() -> None:
+    leave()  # one process, no group: nothing to leave
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        leave()
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    leave()  # twice is fine
 
 
 def test_world_size_without_torchrun_vars_is_a_clear_error(monkeypatch) -> None:
