@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from nuwa_lab.train.distributed import leave
+import torch.distributed as dist
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -48,6 +48,21 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(_module=module)
         importlib.import_module(module).add_arguments(p)
     return parser
+
+
+def leave() -> None:
+    """The end of a finished command under torchrun: every rank waits for the others, then leaves
+    the process group (`nuwa_lab.train.distributed.setup` joined it).
+
+    Left to the exit-time clean-up (`nuwa_lab.train.distributed.shutdown`, kept for runs that end
+    in an error, where a barrier could wait for a rank that is gone), a rank that exits while
+    another still talks to it can be aborted by gloo's threads after its work is done ("terminate
+    called without an active exception", SIGABRT), and torchrun then reports the run as failed.
+    With one process nothing happens. It lives here, not in `nuwa_lab.train`, because every
+    artifact's key hashes the code of that package: ending a command is not training."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def main(argv: list[str] | None = None) -> int:

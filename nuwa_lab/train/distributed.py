@@ -31,7 +31,6 @@ read what it wrote.
 | `main_first` | rank 0 runs a block (writes a cache), then the others (read it) | token caches |
 | `agree` | rank 0's value on every rank | budgets in seconds |
 | `check_same_step` | every rank resumes from the same step | `train` |
-| `leave` | every rank waits for the others, then leaves the group | `python -m nuwa_lab` |
 
 (The files themselves are written by `nuwa_lab.train.files`, which writes nothing on a rank other
 than 0.) A checkpoint does not depend on the number of processes: the global step, the
@@ -113,22 +112,8 @@ def setup(device: torch.device) -> tuple[DistInfo, torch.device]:
 
 
 def shutdown() -> None:
-    """Leave the process group (registered at exit by `setup` when it initialised one).
-
-    The exit-time clean-up, for a run that ended in an error: no rank waits for the others."""
+    """Leave the process group (registered at exit by `setup` when it initialised one)."""
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def leave() -> None:
-    """The end of a finished run: every rank waits for the others, then leaves the process group.
-
-    Called once a command's work is done (`python -m nuwa_lab` does). Left to `shutdown` at
-    interpreter exit, a rank that exits while another still talks to it can be aborted by gloo's
-    threads after its work is done ("terminate called without an active exception", SIGABRT),
-    and torchrun then reports the run as failed. With one process nothing happens."""
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import nuwa_lab.train.loop as train_module
+from nuwa_lab.__main__ import leave
 from nuwa_lab.config import TrainConfig
-from nuwa_lab.train.distributed import leave
 from nuwa_lab.train.loop import make_adamw, rank_slice, step_generator, train
 
 CFG = TrainConfig(steps=6, batch_size=8, lr=5e-2, warmup=2, log_every=1, ckpt_every=3)

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import torch
 
-from nuwa_lab.__main__ import main
+from nuwa_lab.__main__ import leave, main
 from nuwa_lab.config import make_config
 from nuwa_lab.recipes.mixture_budget import budget_steps
 from nuwa_lab.recipes.tokenizers import train_tokenizer
-from nuwa_lab.train.distributed import leave
 
 SMOKE = ["--preset", "smoke", "--device", "cpu", "--quiet"]
 PART = 2  # steps before a run changes its number of processes

@@ -14,14 +14,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from nuwa_lab.train.distributed import (
-    DistInfo,
-    average_gradients,
-    leave,
-    rank_slice,
-    setup,
-    sync_buffers,
-)
+from nuwa_lab.__main__ import leave
+from nuwa_lab.train.distributed import DistInfo, average_gradients, rank_slice, setup, sync_buffers
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
